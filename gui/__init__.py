@@ -1,0 +1,1 @@
+"""gui: the xmkd desktop app (PySide6 + pyqtgraph): record, distill, live, replay."""

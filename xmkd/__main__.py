@@ -1,0 +1,5 @@
+import sys
+
+from xmkd.cli import main
+
+sys.exit(main())

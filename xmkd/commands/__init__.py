@@ -1,0 +1,1 @@
+"""Subcommands of ``xmkd``: each module defines ``register(subparsers)`` (see :mod:`xmkd.cli`)."""
