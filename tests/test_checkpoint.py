@@ -1,0 +1,149 @@
+"""The checkpoint format: round trip, weights-only loading, clear errors, atomic saves."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xmkd.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from xmkd.errors import CheckpointError
+
+
+class Evil:
+    """A custom class: pickling it puts a global into the file, which weights_only refuses."""
+
+    def __init__(self):
+        self.x = 1
+
+
+def _tiny_payload(kind="students"):
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[10, 50], gamma=0.1)
+    train = {
+        "optimizers": [opt.state_dict()],
+        "schedulers": [sched.state_dict()],
+        "rng": rng_state(),
+        "epoch": 3,
+        "step": 30,
+        "history": [{"epoch": 1, "acc": np.float32(0.5)}],
+    }
+    return model, make_checkpoint(
+        kind,
+        [("linear", {"width": 4}, model)],
+        ["a", "b", "c"],
+        {"window": 32, "max_bodies": 2},
+        config={"lr": 0.1, "milestones": (10, 50)},
+        extra={"modality": "rgbdiff"},
+        train=train,
+    )
+
+
+def test_round_trip_loads_with_weights_only(tmp_path):
+    model, payload = _tiny_payload()
+    path = save_checkpoint(tmp_path / "run" / "last.pt", payload)
+    # readable by plain torch with weights_only=True: no custom globals in the file
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "xmkd-checkpoint" and raw["kind"] == "students"
+    data = load_checkpoint(path, kind="students")
+    assert data["class_names"] == ["a", "b", "c"] and data["num_classes"] == 3
+    assert data["input_spec"] == {"window": 32, "max_bodies": 2}
+    state = data["models"][0]["state_dict"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(state[k], v)
+    assert data["train"]["epoch"] == 3
+    assert isinstance(data["train"]["history"][0]["acc"], float)
+    # scheduler milestones survive as a Counter, so MultiStepLR works after load
+    sched_state = data["train"]["schedulers"][0]
+    assert isinstance(sched_state["milestones"], collections.Counter)
+    opt = torch.optim.SGD(nn.Linear(4, 3).parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    opt.load_state_dict(data["train"]["optimizers"][0])
+    assert opt.state_dict()["param_groups"][0]["nesterov"] is True
+    # no temporary files left behind
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["last.pt"]
+
+
+def test_rng_state_restores_every_generator():
+    state = rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
+    set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_rejects_pickle_with_custom_class(tmp_path):
+    _, payload = _tiny_payload()
+    payload["extra"] = {"evil": Evil()}
+    bad = tmp_path / "evil.pt"
+    torch.save(payload, bad)  # plain torch.save pickles the class by reference
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(bad)
+    assert str(bad) in str(err.value) and "could run code" in str(err.value)
+    # and save_checkpoint refuses to write such a thing in the first place
+    with pytest.raises(CheckpointError, match="Evil"):
+        save_checkpoint(tmp_path / "x.pt", payload)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_rejects_plain_pickle_and_truncated_file(tmp_path):
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"format": "xmkd-checkpoint"}))
+    with pytest.raises(CheckpointError, match="plain.pkl"):
+        load_checkpoint(plain)
+    _, payload = _tiny_payload()
+    good = save_checkpoint(tmp_path / "good.pt", payload)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(cut)
+    assert str(cut) in str(err.value) and "truncated" in str(err.value)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_rejects_wrong_kind_and_foreign_dict(tmp_path):
+    _, payload = _tiny_payload(kind="teacher")
+    path = save_checkpoint(tmp_path / "teacher.pt", payload)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, kind="students")
+    assert str(path) in str(err.value) and "'teacher'" in str(err.value)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": nn.Linear(2, 2).state_dict()}, foreign)
+    with pytest.raises(CheckpointError, match="not an xmkd checkpoint"):
+        load_checkpoint(foreign)
+    newer = dict(payload, version=99)
+    torch.save(newer, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match="newer"):
+        load_checkpoint(tmp_path / "newer.pt")
+
+
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
+    model, payload = _tiny_payload()
+    path = save_checkpoint(tmp_path / "last.pt", payload)
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(CheckpointError) as err:
+        save_checkpoint(path, payload)
+    assert str(path) in str(err.value) and "No space left" in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
