@@ -147,3 +147,32 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     assert str(path) in str(err.value) and "No space left" in str(err.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_load_students_rebuilds_the_ensemble(tmp_path):
+    from xmkd.checkpoint import load_students
+    from xmkd.models import build_student
+
+    torch.manual_seed(0)
+    specs = [("stgcn", {"width": 0.125}), ("hcn", {"width": 0.125, "window_size": 16})]
+    models = [build_student(arch, 4, **kw) for arch, kw in specs]
+    payload = make_checkpoint(
+        "students",
+        [(arch, kw, m) for (arch, kw), m in zip(specs, models)],
+        ["w", "x", "y", "z"],
+        {"window": 16},
+        ensemble="max",
+    )
+    path = save_checkpoint(tmp_path / "students.pt", payload)
+    loaded, meta = load_students(path)
+    assert meta.archs == ["stgcn", "hcn"] and meta.class_names == ["w", "x", "y", "z"]
+    assert meta.ensemble == "max" and meta.input_spec == {"window": 16} and meta.num_classes == 4
+    x = torch.randn(2, 3, 16, 25, 2)
+    for original, copy in zip(models, loaded):
+        assert not copy.training
+        assert torch.allclose(original.eval()(x), copy(x))
+    # weights that do not fit the recorded architecture: a clear error naming the file
+    payload["models"][0]["kwargs"] = {"width": 0.25}
+    bad = save_checkpoint(tmp_path / "bad.pt", payload)
+    with pytest.raises(CheckpointError, match="bad.pt: student 0"):
+        load_students(bad)
