@@ -1,0 +1,195 @@
+"""Azure Kinect MKV playback without the Sensor SDK, through PyAV.
+
+An Azure Kinect recording (k4arecorder, pyk4a's PyK4ARecord) is a Matroska file with a COLOR
+track (MJPEG here; NV12/YUY2/BGRA decode the same way), DEPTH and IR tracks (``b16g``: 16-bit
+big-endian, decoded as gray16be), an IMU track and a ``calibration.json`` attachment. Packet pts
+are microseconds from the recording start; ``pts + K4A_START_OFFSET_NS / 1000`` is the device
+timestamp. Colour and depth frames are mirrored horizontally like NTU's videos. Skeletons come
+from the Body Tracking SDK when it is installed (`capture.bodytracking`); without it the source
+still plays and says once (logging) that skeletons need the SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capture.bodytracking import BodyTracker, TrackerConfig, try_body_tracker
+from capture.calibration import Calibration
+from capture.source import Frame, Pacer, Source, option_bool
+from xmkd.errors import FormatError, XmkdError
+
+log = logging.getLogger(__name__)
+
+
+def _track_of(container: Any, title: str) -> Any | None:
+    for stream in container.streams:
+        if stream.type == "video" and stream.metadata.get("title", "").upper() == title:
+            return stream
+    return None
+
+
+class MKVSource(Source):
+    """Plays an Azure Kinect MKV: ``mkv:PATH[?realtime=1&bodies=1&mirror=1&camera=N]``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        camera: int = 1,
+        realtime: bool = False,
+        bodies: bool = True,
+        mirror: bool = True,
+        tracker_config: TrackerConfig | None = None,
+        max_frames: int | None = None,
+    ):
+        super().__init__(camera=camera, max_frames=max_frames)
+        self.path = Path(path)
+        self.realtime = realtime
+        self.want_bodies = bodies
+        self.mirror = mirror
+        self.tracker_config = tracker_config
+        self.tracker: BodyTracker | None = None
+        self.calibration: Calibration | None = None
+        self.calibration_json: str | None = None
+        self.tags: dict[str, str] = {}
+        self._container: Any = None
+        self.skeleton_note: str | None = None
+
+    @classmethod
+    def from_options(
+        cls, arg: str, options: dict[str, str], camera: int, **overrides: Any
+    ) -> MKVSource:
+        kwargs: dict[str, Any] = {
+            "realtime": option_bool(options, "realtime", False),
+            "bodies": option_bool(options, "bodies", True),
+            "mirror": option_bool(options, "mirror", True),
+        }
+        kwargs.update(overrides)
+        return cls(arg, camera=camera, **kwargs)
+
+    @property
+    def description(self) -> str:
+        return f"Azure Kinect recording {self.path}"
+
+    def _open(self) -> None:
+        import av
+
+        if not self.path.is_file():
+            raise XmkdError(f"{self.path}: no such MKV recording")
+        try:
+            self._container = av.open(str(self.path))
+        except av.error.FFmpegError as exc:
+            raise FormatError(self.path, f"cannot be opened as Matroska ({exc})") from exc
+        container = self._container
+        self.tags = {k: str(v) for k, v in container.metadata.items()}
+        self._color = _track_of(container, "COLOR")
+        self._depth = _track_of(container, "DEPTH")
+        self._ir = _track_of(container, "IR")
+        if self._color is None and self._depth is None:
+            raise FormatError(self.path, "has neither a COLOR nor a DEPTH track (not from k4a)")
+        main = self._color or self._depth
+        rate = main.average_rate or main.guessed_rate
+        self.fps = float(rate) if rate else 30.0
+        self.start_offset_usec = int(self.tags.get("K4A_START_OFFSET_NS", "0")) // 1000
+        for stream in container.streams:
+            if stream.type == "attachment" and stream.name == "calibration.json":
+                self.calibration_json = bytes(stream.data).decode()
+        depth_mode = (self._depth.metadata.get("K4A_DEPTH_MODE") if self._depth else None) or ""
+        color_mode = (self._color.metadata.get("K4A_COLOR_MODE") if self._color else None) or ""
+        color_res = color_mode.split("_")[-1] if color_mode else "720P"
+        if self.calibration_json:
+            self.calibration = Calibration.from_json(
+                self.calibration_json,
+                depth_mode or "NFOV_UNBINNED",
+                color_res,
+                source=f"{self.path} (calibration.json)",
+            )
+        if self.want_bodies and self.tracker is None:
+            self.tracker = self._make_tracker(depth_mode, color_res)
+
+    def _make_tracker(self, depth_mode: str, color_res: str) -> BodyTracker | None:
+        if self._depth is None or self._ir is None or not self.calibration_json:
+            self.skeleton_note = "the recording has no depth+IR tracks or no calibration"
+            log.warning("%s: no skeletons: %s", self.path, self.skeleton_note)
+            return None
+        notes: list[str] = []
+        tracker = try_body_tracker(
+            lambda: BodyTracker(
+                self.calibration_json or "", depth_mode, color_res, self.tracker_config
+            ),
+            notes.append,
+        )
+        if tracker is None:
+            self.skeleton_note = notes[0]
+            log.warning("%s: frames play without skeletons (%s)", self.path, notes[0])
+        return tracker
+
+    def _close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def device_info(self) -> dict[str, Any]:
+        info = super().device_info()
+        info["serial"] = self.tags.get("K4A_DEVICE_SERIAL_NUMBER")
+        info["calibration"] = self.calibration.raw if self.calibration else None
+        info["color_mode"] = self._color.metadata.get("K4A_COLOR_MODE") if self._color else None
+        info["depth_mode"] = self._depth.metadata.get("K4A_DEPTH_MODE") if self._depth else None
+        return info
+
+    def _frames(self) -> Iterator[Frame]:
+        """Demux all video tracks, group images by pts (one k4a capture = one pts), decode."""
+        streams = [s for s in (self._color, self._depth, self._ir) if s is not None]
+        pending: dict[int, dict[str, Any]] = {}
+        pacer = Pacer(self.fps, self.realtime)
+        index = 0
+        for packet in self._container.demux(streams):
+            if packet.pts is None:  # flush packets at the end
+                continue
+            key = packet.stream.metadata.get("title", "").upper()
+            entry = pending.setdefault(int(packet.pts), {})
+            try:
+                decoded = packet.decode()
+            except Exception as exc:  # noqa: BLE001 - PyAV raises several error classes
+                raise FormatError(self.path, f"{key} frame at pts {packet.pts}: {exc}") from exc
+            for frame in decoded:
+                entry[key] = frame
+            # a capture is complete once every track has delivered its image for that pts
+            ready = [pts for pts, e in pending.items() if len(e) == len(streams)]
+            for pts in sorted(ready):
+                yield self._make_frame(index, pts, pending.pop(pts))
+                index += 1
+                pacer.wait()
+        for pts in sorted(pending):  # captures missing an image (e.g. colour dropped)
+            yield self._make_frame(index, pts, pending.pop(pts))
+            index += 1
+            pacer.wait()
+
+    def _make_frame(self, index: int, pts: int, images: dict[str, Any]) -> Frame:
+        color = images["COLOR"].to_ndarray(format="bgr24") if "COLOR" in images else None
+        depth = images["DEPTH"].to_ndarray() if "DEPTH" in images else None
+        ir = images["IR"].to_ndarray() if "IR" in images else None
+        device_usec = pts + self.start_offset_usec
+        bodies = []
+        if self.tracker is not None and depth is not None and ir is not None:
+            bodies = self.tracker.track_images(depth, ir, device_usec)
+        if self.mirror:  # NTU's videos are mirrored; the body pixels already are
+            color = None if color is None else np.ascontiguousarray(color[:, ::-1])
+            depth = None if depth is None else np.ascontiguousarray(depth[:, ::-1])
+        return Frame(
+            index=index,
+            color=color,
+            depth=depth,
+            bodies=bodies,
+            device_usec=int(device_usec),
+            host_nsec=time.perf_counter_ns(),
+            camera=self.camera,
+        )
