@@ -113,7 +113,7 @@ def test_rejects_plain_pickle_and_truncated_file(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(cut)
     assert str(cut) in str(err.value) and "truncated" in str(err.value)
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match="no such file"):
         load_checkpoint(tmp_path / "missing.pt")
 
 

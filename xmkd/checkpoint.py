@@ -122,18 +122,13 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- save / load
-def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` (a full checkpoint dict) to ``path`` atomically; return the path.
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` through a temporary file and ``os.replace``.
 
-    The data goes to a temporary file in the same folder which replaces ``path`` only once it is
-    completely written and flushed, so the last good checkpoint survives a crash or a full disk.
+    The previous file at ``path`` is replaced only once the new one is completely written and
+    flushed, so it survives a crash or a full disk; failures raise CheckpointError naming ``path``.
     """
     path = Path(path)
-    _validate(payload, path)
-    try:
-        plain = to_plain(dict(payload))
-    except TypeError as exc:
-        raise CheckpointError(f"{path}: cannot be saved: {exc}") from exc
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -141,7 +136,7 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(plain, fh)
+            torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -159,13 +154,27 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(
-    path: str | Path, kind: str | None = None, map_location: Any = "cpu"
-) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` and check its format, version and kind."""
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` (a full checkpoint dict) to ``path`` atomically; return the path.
+
+    The data goes to a temporary file in the same folder which replaces ``path`` only once it is
+    completely written and flushed, so the last good checkpoint survives a crash or a full disk.
+    """
+    path = Path(path)
+    _validate(payload, path)
+    try:
+        plain = to_plain(dict(payload))
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: cannot be saved: {exc}") from exc
+    atomic_torch_save(path, plain)
+    return path
+
+
+def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; any failure is a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such file")
     try:
         with warnings.catch_warnings():  # foreign pickle protocols warn
             warnings.simplefilter("ignore", UserWarning)
@@ -178,6 +187,15 @@ def load_checkpoint(
         else:
             why = f"it is not a readable torch file (truncated or corrupt? {first[:160]})"
         raise CheckpointError(f"{path}: cannot be loaded safely: {why}") from exc
+    return data
+
+
+def load_checkpoint(
+    path: str | Path, kind: str | None = None, map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check its format, version and kind."""
+    path = Path(path)
+    data = safe_torch_load(path, map_location)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: is not an xmkd checkpoint (no format '{FORMAT}')")
     version = data.get("version")

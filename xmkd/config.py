@@ -1,0 +1,266 @@
+"""Typed configuration of teacher training, labeling, distillation and evaluation.
+
+Defaults reproduce the paper (Thoker & Gall, section 4) and the reference implementations it says
+it follows; CLI flags map one to one onto these fields, and ``dataclasses.asdict`` of a config is
+what checkpoints store, so a run can be resumed or repeated from its checkpoint alone.
+
+References for the defaults:
+* ST-GCN (yysijie/st-gcn ``config/st_gcn/ntu-xsub/train.yaml``): SGD, nesterov, momentum 0.9,
+  lr 0.1, weight decay 1e-4, lr x0.1 at epochs 10 and 50. The paper trains it with batch 16 for
+  200 epochs ("all other hyper-parameters are the same as in [6]").
+* HCN (huguyuehuhu/HCN-pytorch): Adam lr 1e-3, weight decay 1e-4, ExponentialLR 0.99 per epoch,
+  400 epochs, batch 64, window 32.
+* TSN (yjxiong/tsn-pytorch): SGD momentum 0.9, weight decay 5e-4, lr 0.001, 3 segments, gradient
+  norm clipped to 20, partial BN; RGB: 80 epochs, lr x0.1 at 30 and 60, dropout 0.8; flow: 340
+  epochs, steps at 190 and 300, dropout 0.7; batch 128.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("step", "exponential", "none")
+SUPERVISIONS = ("ce", "kl", "full")
+ENSEMBLES = ("mean", "max")
+MODALITIES = ("rgb", "rgbdiff", "flow")
+
+
+@dataclass
+class OptimConfig:
+    """One student's (or the teacher's) optimizer and learning-rate schedule."""
+
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    #: epochs after which the lr is multiplied by ``gamma`` (``schedule="step"``)
+    milestones: list[int] = field(default_factory=lambda: [10, 50])
+    #: step factor, or the per-epoch decay of ``schedule="exponential"``
+    gamma: float = 0.1
+    #: clip the gradient norm to this value (0: no clipping)
+    clip_grad_norm: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.name!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        self.milestones = [int(m) for m in self.milestones]
+
+
+@dataclass(frozen=True)
+class ArchDefaults:
+    """Reference training recipe of one student architecture."""
+
+    optim: OptimConfig
+    epochs: int
+    batch_size: int
+
+
+def arch_defaults(arch: str) -> ArchDefaults:
+    """The reference recipe of ``arch`` (ST-GCN with the paper's batch 16 / 200 epochs)."""
+    if arch == "stgcn":
+        return ArchDefaults(OptimConfig(), epochs=200, batch_size=16)
+    if arch == "hcn":
+        optim = OptimConfig(
+            name="adam", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=1e-4,
+            schedule="exponential", milestones=[], gamma=0.99,
+        )  # fmt: skip
+        return ArchDefaults(optim, epochs=400, batch_size=64)
+    raise ValueError(f"no reference recipe for student architecture {arch!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where the paired data comes from: recorded/synthetic sessions or packed NTU arrays."""
+
+    sessions: list[str] = field(default_factory=list)
+    packed: str | None = None
+    #: the protocol split rule (``xmkd.ntu.splits``): NTU-60 cross-subject
+    benchmark: str = "xsub60"
+    #: teacher label cache written by ``xmkd label`` (needed unless supervision is "full")
+    labels: str | None = None
+    #: data loader worker processes (0: load in the training process)
+    num_workers: int = 0
+
+
+@dataclass
+class DistillConfig:
+    """`xmkd distill`: K students trained together on the teacher's labels (eq. 6)."""
+
+    #: one architecture per student; K = len(students)
+    students: list[str] = field(default_factory=lambda: ["stgcn", "stgcn"])
+    #: constructor options per student (e.g. {"width": 0.25}); one dict applies to all
+    student_kwargs: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    #: "ce": eq. 3 on the teacher's argmax (the paper's proposal); "kl": eq. 1 (Hinton KD);
+    #: "full": ground-truth labels (the full-supervision baseline and Table 1)
+    supervision: str = "ce"
+    #: eq. 6's peer term; False = "ensemble without mutual" (Table 3)
+    mutual: bool = True
+    #: temperature of the teacher KL (Table 2: 10 is best for ST-GCN; Table 5: 2 for HCN)
+    kd_tau: float = 10.0
+    #: multiply the teacher KL by tau^2 (Hinton); see xmkd.losses for why this is the default
+    kd_tau_squared: bool = True
+    #: temperature of the mutual term (the paper keeps 10 throughout)
+    mutual_tau: float = 10.0
+    #: multiply the mutual term by tau^2; eq. 6 as written does not
+    mutual_tau_squared: bool = False
+    #: KL argument order, see xmkd.losses: "target_first" (Hinton, DML) or "student_first" (eq. 1)
+    kl_direction: str = "target_first"
+    #: fraction of training samples given a random wrong label (Table 1; "full" only)
+    noise: float = 0.0
+    noise_seed: int = 0
+    #: None: the reference recipe of the first student's architecture (arch_defaults)
+    epochs: int | None = None
+    batch_size: int | None = None
+    #: per student; None: the reference recipe of each student's architecture
+    optim: list[OptimConfig] | None = None
+    #: how the students' probabilities are combined at inference (Table 3)
+    ensemble: str = "mean"
+    seed: int = 0
+    #: "auto": CUDA when available (the local rank's GPU under torchrun), else CPU
+    device: str = "auto"
+    #: validate every this many epochs (0: never)
+    eval_every: int = 1
+    #: progress events every this many optimizer steps
+    log_every: int = 10
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if not self.students:
+            raise ValueError("at least one student is needed")
+        if self.supervision not in SUPERVISIONS:
+            raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {self.supervision!r}")
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
+        if self.noise and self.supervision != "full":
+            raise ValueError("label noise (Table 1) applies to full supervision only")
+        if len(self.student_kwargs) not in (1, len(self.students)):
+            raise ValueError("give one student_kwargs dict, or one per student")
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+        if self.optim is not None:
+            self.optim = [OptimConfig(**o) if isinstance(o, dict) else o for o in self.optim]
+            if len(self.optim) not in (1, len(self.students)):
+                raise ValueError("give one optimizer config, or one per student")
+
+    @property
+    def k(self) -> int:
+        return len(self.students)
+
+    def kwargs_for(self, i: int) -> dict[str, Any]:
+        return dict(self.student_kwargs[i if len(self.student_kwargs) > 1 else 0])
+
+    def optim_for(self, i: int) -> OptimConfig:
+        if self.optim is None:
+            return arch_defaults(self.students[i]).optim
+        return self.optim[i if len(self.optim) > 1 else 0]
+
+    def resolved_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else arch_defaults(self.students[0]).epochs
+
+    def resolved_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return arch_defaults(self.students[0]).batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TeacherConfig:
+    """`xmkd teacher train`: the TSN teacher on the Teacher-Train split's labeled videos."""
+
+    #: rgbdiff is the CPU default (an RGB-only teacher from scratch does not learn on a CPU
+    #: budget, see field facts); the paper's teacher used flow
+    modality: str = "rgbdiff"
+    num_segments: int = 3
+    #: TSN backbone (torchvision ResNet layout); "resnet18" keeps CPU runs feasible
+    backbone: str = "resnet18"
+    #: a torchvision-layout ImageNet state_dict to start from (no download at run time)
+    pretrained: str | None = None
+    dropout: float = 0.8
+    partial_bn: bool = True
+    epochs: int = 80
+    batch_size: int = 128
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="sgd", lr=0.001, momentum=0.9, nesterov=False, weight_decay=5e-4,
+            schedule="step", milestones=[30, 60], gamma=0.1, clip_grad_norm=20.0,
+        )
+    )  # fmt: skip
+    seed: int = 0
+    device: str = "auto"
+    #: extra model options passed to xmkd.models.TSN (e.g. a width for CPU runs)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig(**self.optim)
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+
+    @classmethod
+    def for_modality(cls, modality: str, **overrides: Any) -> TeacherConfig:
+        """TSN's reference recipe for a modality (flow: 340 epochs, steps 190/300, dropout 0.7)."""
+        if modality == "flow":
+            base = cls(modality="flow", dropout=0.7, epochs=340)
+            base.optim.milestones = [190, 300]
+        else:
+            base = cls(modality=modality)
+        return dataclasses.replace(base, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class LabelConfig:
+    """`xmkd label`: run the teacher once over every unlabeled pair and cache its logits."""
+
+    batch_size: int = 32
+    device: str = "auto"
+    #: save the cache after this many batches, so an interrupted run loses little
+    save_every: int = 20
+    num_workers: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """`xmkd eval`: accuracy of each student and of the ensemble on the test split."""
+
+    batch_size: int = 64
+    device: str = "auto"
+    #: ensemble rules reported (Table 3 reports both)
+    ensembles: list[str] = field(default_factory=lambda: ["mean", "max"])
+    top_k: int = 5
+    num_workers: int = 0
+
+
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> str:
+    """``"auto"`` -> ``"cuda[:local_rank]"`` when a GPU is present, else ``"cpu"``."""
+    import torch
+
+    if name != "auto":
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            from xmkd.errors import XmkdError
+
+            raise XmkdError(f"device {name!r} was asked for, but torch sees no CUDA GPU")
+        return name
+    if torch.cuda.is_available():
+        return f"cuda:{local_rank}" if local_rank is not None else "cuda"
+    return "cpu"
