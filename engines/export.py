@@ -1,0 +1,471 @@
+"""Export of a students checkpoint to ONNX as one model that outputs the ensemble's probabilities,
+with an automatic parity check against PyTorch.
+
+The exported graph takes preprocessed windows ``skeleton`` (N, 3, T, 25, M) float32 (the output
+of :func:`xmkd.preprocess.prepare_batch`, which stays outside the graph so training, evaluation
+and every runtime share one preprocessing) and returns ``probs`` (N, classes): the students'
+softmax probabilities combined by the ensemble rule (mean by default, element-wise max as an
+option, the paper's Table 3).
+
+Dynamic axes: batch always; window when every student allows it (ST-GCN pools with a mean over
+time, so any T works; HCN's fc7 size fixes T to its ``window_size``).
+
+Exporters: torch's default (the dynamo/torch.export exporter, native opset 18, dynamic shapes
+via ``torch.export.Dim``) or the TorchScript exporter (``dynamo=False``, ``dynamic_axes``;
+deprecated by torch but 20x faster to export and able to write opset 17).
+
+Every export is checked with ONNX Runtime against the PyTorch ensemble on random windows (also at
+other batch sizes/windows when those axes are dynamic) and on real windows when given (NTU
+``.skeleton`` files through the shared preprocessing); the largest absolute difference of the
+probabilities is reported and an export above the tolerance (1e-4 for FP32) fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from xmkd.errors import XmkdError, require
+
+EnsembleRule = Literal["mean", "max"]
+Exporter = Literal["dynamo", "torchscript"]
+ENSEMBLE_RULES: tuple[str, ...] = ("mean", "max")
+INPUT_NAME = "skeleton"
+OUTPUT_NAME = "probs"
+#: Parity tolerance on probabilities (max abs difference) per precision.
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+#: Key of the JSON metadata xmkd stores in the ONNX file's metadata_props.
+METADATA_KEY = "xmkd"
+
+
+def combine_probabilities(probs: torch.Tensor, rule: EnsembleRule = "mean") -> torch.Tensor:
+    """Combine per-student probabilities (K, N, C) into (N, C): mean, or element-wise max.
+
+    The max rule is not renormalised: it is what the paper compares (Table 3), and the argmax,
+    the only thing the ensemble decides, is the same either way.
+    """
+    if rule == "mean":
+        return probs.mean(dim=0)
+    if rule == "max":
+        return probs.amax(dim=0)
+    raise XmkdError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(ENSEMBLE_RULES)}")
+
+
+class Ensemble(nn.Module):
+    """K students as one module: (N, 3, T, 25, M) windows -> (N, C) combined probabilities."""
+
+    def __init__(self, students: Sequence[nn.Module], rule: EnsembleRule = "mean"):
+        super().__init__()
+        if not students:
+            raise XmkdError("an ensemble needs at least one student")
+        if rule not in ENSEMBLE_RULES:
+            raise XmkdError(
+                f"unknown ensemble rule {rule!r}; choose one of {', '.join(ENSEMBLE_RULES)}"
+            )
+        self.students = nn.ModuleList(students)
+        self.rule = rule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([student(x).softmax(dim=-1) for student in self.students])
+        return combine_probabilities(probs, self.rule)
+
+    @property
+    def fixed_window(self) -> int | None:
+        """The window every student requires, or None when any window works.
+
+        Students with a ``window_size`` attribute (HCN) fix it; students disagreeing is an error.
+        """
+        windows = {int(s.window_size) for s in self.students if hasattr(s, "window_size")}
+        if len(windows) > 1:
+            raise XmkdError(
+                f"the students need different windows {sorted(windows)}; "
+                "they cannot share one input"
+            )
+        return windows.pop() if windows else None
+
+
+def as_ensemble(model: nn.Module | Sequence[nn.Module], rule: EnsembleRule = "mean") -> Ensemble:
+    """An :class:`Ensemble` from an ensemble, one student, or a list of students (eval mode)."""
+    if isinstance(model, Ensemble):
+        return model.eval()
+    students = [model] if isinstance(model, nn.Module) else list(model)
+    return Ensemble(students, rule).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+
+
+@dataclass
+class ParityReport:
+    """Max abs difference of the exported model's probabilities vs PyTorch."""
+
+    precision: str
+    tolerance: float
+    random_max_abs_diff: float
+    random_shapes: list[list[int]]
+    real_max_abs_diff: float | None = None
+    real_windows: int = 0
+
+    @property
+    def max_abs_diff(self) -> float:
+        diffs = [self.random_max_abs_diff]
+        if self.real_max_abs_diff is not None:
+            diffs.append(self.real_max_abs_diff)
+        return max(diffs)
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+    def summary(self) -> str:
+        text = f"random inputs {self.random_max_abs_diff:.2e} ({len(self.random_shapes)} shapes)"
+        if self.real_max_abs_diff is not None:
+            text += f", real windows {self.real_max_abs_diff:.2e} ({self.real_windows} windows)"
+        else:
+            text += ", no real windows checked"
+        verdict = "ok" if self.passed else "FAILED"
+        return f"max abs diff {text}; tolerance {self.tolerance:.0e} ({self.precision}): {verdict}"
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    window: int
+    dynamic_batch: bool
+    dynamic_window: bool
+    opset: int
+    exporter: str
+    precision: str
+    parity: ParityReport | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _onnx() -> Any:
+    return require("onnx", "onnx", "ONNX export")
+
+
+def export_onnx(
+    model: nn.Module | Sequence[nn.Module],
+    path: str | Path,
+    window: int,
+    *,
+    rule: EnsembleRule = "mean",
+    persons: int = 2,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+    dynamic_window: bool | None = None,
+    exporter: Exporter = "dynamo",
+    metadata: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Export students (or an :class:`Ensemble`) to ``path`` as one FP32 ONNX model.
+
+    ``dynamic_window`` None means "when the architecture allows" (no student fixes the window).
+    ``metadata`` (class names, input spec, ...) is stored as JSON in the file's metadata_props.
+    No parity check here: see :func:`check_parity` / :func:`export_checked`.
+    """
+    onnx = _onnx()
+    if exporter == "dynamo":
+        require("onnxscript", "onnx", "The dynamo ONNX exporter")
+    ensemble = as_ensemble(model, rule).cpu()
+    fixed = ensemble.fixed_window
+    if fixed is not None and window != fixed:
+        raise XmkdError(f"these students need windows of {fixed} frames; got --window {window}")
+    if dynamic_window is None:
+        dynamic_window = fixed is None
+    elif dynamic_window and fixed is not None:
+        raise XmkdError(f"the window cannot be dynamic: HCN's fc7 fixes it to {fixed} frames")
+    if opset < 17:
+        raise XmkdError(f"opset {opset} is too old: xmkd exports opset 17 or newer")
+    if exporter == "dynamo" and opset < 18:
+        raise XmkdError(
+            "the dynamo exporter writes opset 18 or newer; use --exporter torchscript for opset 17"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, 3, window, 25, persons)
+    tmp = path.with_name(f".{path.name}.tmp")
+    old_level = logging.getLogger("torch.onnx").level
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter is deprecated (a warning on every call) but still supported.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # The dynamo exporter logs a warning per missing optional library (torchvision ops).
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            if exporter == "dynamo":
+                dims: dict[int, Any] = {}
+                if dynamic_batch:
+                    dims[0] = torch.export.Dim("batch", min=1, max=4096)
+                if dynamic_window:
+                    dims[2] = torch.export.Dim("window", min=4, max=4096)
+                torch.onnx.export(
+                    ensemble,
+                    (example,),
+                    str(tmp),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    opset_version=opset,
+                    dynamic_shapes={"x": dims} if dims else None,
+                    external_data=False,
+                    dynamo=True,
+                    verbose=False,
+                )
+            elif exporter == "torchscript":
+                axes: dict[str, dict[int, str]] = {INPUT_NAME: {}, OUTPUT_NAME: {}}
+                if dynamic_batch:
+                    axes[INPUT_NAME][0] = axes[OUTPUT_NAME][0] = "batch"
+                if dynamic_window:
+                    axes[INPUT_NAME][2] = "window"
+                torch.onnx.export(
+                    ensemble,
+                    (example,),
+                    str(tmp),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    opset_version=opset,
+                    dynamic_axes={k: v for k, v in axes.items() if v},
+                    dynamo=False,
+                )
+            else:
+                raise XmkdError(f"unknown exporter {exporter!r} (use dynamo or torchscript)")
+        proto = onnx.load(str(tmp))
+        written = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        if written != opset:
+            raise XmkdError(f"the {exporter} exporter wrote opset {written} instead of {opset}")
+        info = {
+            "window": window,
+            "dynamic_batch": dynamic_batch,
+            "dynamic_window": bool(dynamic_window),
+            "ensemble": rule,
+            "students": len(ensemble.students),
+            "precision": "fp32",
+            **(metadata or {}),
+        }
+        _set_metadata(proto, info)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    except XmkdError:
+        raise
+    except Exception as exc:  # exporter failures are long; keep the first line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise XmkdError(f"ONNX export ({exporter}) of {path} failed: {first[:300]}") from exc
+    finally:
+        logging.getLogger("torch.onnx").setLevel(old_level)
+        tmp.unlink(missing_ok=True)
+    return ExportResult(
+        path=path,
+        window=window,
+        dynamic_batch=dynamic_batch,
+        dynamic_window=bool(dynamic_window),
+        opset=opset,
+        exporter=exporter,
+        precision="fp32",
+        metadata=info,
+    )
+
+
+def _set_metadata(proto: Any, info: dict[str, Any]) -> None:
+    for prop in list(proto.metadata_props):
+        if prop.key == METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(info)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The xmkd metadata (class names, input spec, window, ensemble...) of an exported ONNX file."""
+    onnx = _onnx()
+    proto = onnx.load(str(path), load_external_data=False)
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            return json.loads(prop.value)
+    return {}
+
+
+def write_float16(source: str | Path, target: str | Path) -> Path:
+    """Write the FP16 version of an exported graph (FP16 weights and compute, FP32 I/O)."""
+    from engines.onnx_fp16 import convert_to_float16
+
+    onnx = _onnx()
+    proto = convert_to_float16(onnx.load(str(source)))
+    info = read_metadata(source)
+    _set_metadata(proto, {**info, "precision": "fp16"})
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Parity
+
+
+def random_windows(
+    window: int,
+    dynamic_batch: bool,
+    dynamic_window: bool,
+    persons: int = 2,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Random skeleton-like windows (metre-scale values) at the export shape and, for dynamic
+    axes, at other batch sizes and windows."""
+    rng = np.random.default_rng(seed)
+    shapes = [(2, window)]
+    if dynamic_batch:
+        shapes.append((1, window))
+        shapes.append((5, window))
+    if dynamic_window:
+        shapes.append((1, max(4, window // 2 + 3)))
+        shapes.append((3, window * 2 + 1))
+    return [
+        (rng.standard_normal((n, 3, t, 25, persons)) * 0.5).astype(np.float32) for n, t in shapes
+    ]
+
+
+def real_windows(skeleton_files: Sequence[str | Path], spec: Any) -> np.ndarray:
+    """Windows (N, 3, window, 25, M) of NTU ``.skeleton`` files through the shared pipeline:
+    body selection (:func:`xmkd.ntu.to_model_array`) then :func:`xmkd.preprocess.prepare_window`.
+    """
+    from xmkd.ntu import read_skeleton, to_model_array
+    from xmkd.preprocess import prepare_window
+
+    windows = []
+    for file in skeleton_files:
+        seq = read_skeleton(file)
+        clip, valid = to_model_array(seq, max_bodies=spec.num_persons)
+        windows.append(prepare_window(clip, valid, spec, train=False))
+    if not windows:
+        raise XmkdError("no skeleton files given for the parity check on real data")
+    return np.stack(windows)
+
+
+def skeleton_files(paths: Sequence[str | Path]) -> list[Path]:
+    """``.skeleton`` files named directly or found (not recursively) in the given folders."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.skeleton")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise XmkdError(f"{p}: no such file or folder (expected .skeleton files)")
+    if not files:
+        raise XmkdError(f"no .skeleton files in {', '.join(map(str, paths))}")
+    return files
+
+
+def onnx_session(path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
+    ort = require("onnxruntime", "onnx", "Running ONNX models")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=list(providers))
+
+
+def _max_diff(ensemble: Ensemble, session: Any, batches: Sequence[np.ndarray]) -> float:
+    worst = 0.0
+    for x in batches:
+        with torch.no_grad():
+            ref = ensemble(torch.from_numpy(x)).numpy()
+        out = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        if out.shape != ref.shape:
+            raise XmkdError(f"ONNX output shape {out.shape} differs from PyTorch's {ref.shape}")
+        worst = max(worst, float(np.abs(out.astype(np.float64) - ref).max()))
+    return worst
+
+
+def check_parity(
+    model: nn.Module | Sequence[nn.Module],
+    onnx_path: str | Path,
+    random_inputs: Sequence[np.ndarray],
+    real_inputs: np.ndarray | None = None,
+    precision: str = "fp32",
+    rule: EnsembleRule = "mean",
+    tolerance: float | None = None,
+    raise_on_failure: bool = True,
+) -> ParityReport:
+    """Compare ONNX Runtime (CPU) with the PyTorch ensemble; raise XmkdError above tolerance."""
+    ensemble = as_ensemble(model, rule).cpu()
+    session = onnx_session(onnx_path)
+    tolerance = TOLERANCE[precision] if tolerance is None else tolerance
+    report = ParityReport(
+        precision=precision,
+        tolerance=tolerance,
+        random_max_abs_diff=_max_diff(ensemble, session, random_inputs),
+        random_shapes=[list(x.shape) for x in random_inputs],
+    )
+    if real_inputs is not None and len(real_inputs):
+        # Batches of up to 8 so long windows stay cheap on CPU.
+        chunks = [real_inputs[i : i + 8] for i in range(0, len(real_inputs), 8)]
+        report.real_max_abs_diff = _max_diff(ensemble, session, chunks)
+        report.real_windows = len(real_inputs)
+    if raise_on_failure and not report.passed:
+        raise XmkdError(
+            f"{onnx_path}: the exported model disagrees with PyTorch: {report.summary()}"
+        )
+    return report
+
+
+def export_checked(
+    model: nn.Module | Sequence[nn.Module],
+    path: str | Path,
+    window: int,
+    *,
+    rule: EnsembleRule = "mean",
+    persons: int = 2,
+    fp16: bool = False,
+    real_inputs: np.ndarray | None = None,
+    **kwargs: Any,
+) -> ExportResult:
+    """:func:`export_onnx` then :func:`check_parity` (FP32 always; also the FP16 file if asked).
+
+    With ``fp16`` the FP32 graph is checked, then converted and the FP16 graph, written to
+    ``path``, is checked against the FP32 PyTorch model at the FP16 tolerance.
+    """
+    path = Path(path)
+    ensemble = as_ensemble(model, rule)
+    fp32_path = path.with_name(path.stem + ".fp32.onnx") if fp16 else path
+    result = export_onnx(ensemble, fp32_path, window, rule=rule, persons=persons, **kwargs)
+    inputs = random_windows(window, result.dynamic_batch, result.dynamic_window, persons)
+    result.parity = check_parity(ensemble, fp32_path, inputs, real_inputs, "fp32", rule)
+    if fp16:
+        write_float16(fp32_path, path)
+        fp32_path.unlink()
+        result.path = path
+        result.precision = "fp16"
+        result.parity = check_parity(ensemble, path, inputs, real_inputs, "fp16", rule)
+    _set_file_metadata(result.path, {"parity": asdict(result.parity)})
+    return result
+
+
+def _set_file_metadata(path: Path, extra: dict[str, Any]) -> None:
+    onnx = _onnx()
+    proto = onnx.load(str(path))
+    info = read_metadata(path)
+    _set_metadata(proto, {**info, **extra})
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+
+
+def checkpoint_metadata(meta: Any) -> dict[str, Any]:
+    """What an exported file records about its checkpoint (see xmkd.checkpoint.StudentsMeta)."""
+    return {
+        "checkpoint": str(meta.path),
+        "archs": list(meta.archs),
+        "class_names": list(meta.class_names),
+        "input_spec": dict(meta.input_spec),
+    }
