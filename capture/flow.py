@@ -211,6 +211,7 @@ class FlowWorker:
         self.skipped: dict[str, int] = {}
         self.pairs: dict[str, int] = {}
         self._broken: set[str] = set()
+        self._ended: set[str] = set()
 
     def submit(self, clip_dir: str | Path, frame_number: int, frame_bgr: np.ndarray) -> bool:
         """Queue frame ``frame_number`` (1-based) of a clip; False if it had to be skipped."""
@@ -233,14 +234,38 @@ class FlowWorker:
         self._jobs.put(("end", str(clip_dir)))
         self._broken.discard(str(clip_dir))
 
+    def _handle(self, msg: tuple) -> None:
+        if msg[0] == "pair":
+            self.pairs[msg[1]] = self.pairs.get(msg[1], 0) + 1
+        elif msg[0] == "end":
+            self._ended.add(msg[1])
+
     def drain(self) -> None:
         try:
             while True:
-                msg = self._results.get_nowait()
-                if msg[0] == "pair":
-                    self.pairs[msg[1]] = self.pairs.get(msg[1], 0) + 1
+                self._handle(self._results.get_nowait())
         except queue.Empty:
             pass
+
+    def wait_clip(self, clip_dir: str | Path, timeout: float = 60.0) -> bool:
+        """Wait until the worker has written every pair of a clip ended with `end_clip`
+        (False on timeout or a dead worker: the recorder then computes the flow offline)."""
+        import time
+
+        key = str(clip_dir)
+        deadline = time.monotonic() + timeout
+        while key not in self._ended:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._proc.is_alive():
+                self.drain()
+                break
+            try:
+                self._handle(self._results.get(timeout=min(remaining, 0.5)))
+            except queue.Empty:
+                pass
+        done = key in self._ended
+        self._ended.discard(key)
+        return done
 
     def close(self, timeout: float = 60.0) -> None:
         if self._proc.is_alive():

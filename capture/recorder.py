@@ -1,0 +1,700 @@
+"""The crash-safe recorder: sources -> NTU-named (video, skeleton) clips in a session folder.
+
+Pipeline per device (each device is one NTU camera id; several run in parallel)::
+
+    capture thread --bounded queue--> writer thread --chunks--> partial/<name>/ --finalizer--> clip
+      (never blocks)                    JPEG-encodes, cuts clips,    chunk_000001.npz ...      files
+                                        feeds the flow worker
+
+* The capture thread only iterates the source and ``put_nowait``s frames; if the writer ever
+  falls so far behind that the queue is full the frame is counted (``queue_overflow``) instead of
+  blocking the device (a blocked Azure Kinect drops frames itself).
+* The writer JPEG-encodes each frame once and appends it with its bodies and timestamps to every
+  open clip; every ``chunk_seconds`` (1 s) a clip's new frames are written as one chunk file
+  (temporary file + fsync + rename), so ``kill -9`` loses at most the last second.
+* A finished clip is turned into the layout's files by `finalize_partial` (the same function
+  ``xmkd recover`` runs on what a crash left behind): the JPEGs are remuxed into the MJPEG AVI
+  without re-encoding, the bodies written as an NTU ``.skeleton``, the timestamps as CSV, the flow
+  (from the live worker, or computed offline when it is incomplete) moved into ``flow/``, and the
+  clip appended to ``session.json``.
+* Disk guard: before each chunk the free space of the session's filesystem is checked; below
+  ``min_free_mb`` the recording stops cleanly (clips so far finalized) and says why.
+* Dropped frames are counted from device timestamps (gaps > 1.5 frame periods) per clip and per
+  camera and written to ``session.json``.
+
+Clip names are ``S{setup}C{camera}P{performer}R{replication}A000``; the replication number counts
+clips up from ``--replication`` (skipping names the session already has), so every clip of a
+session has its own NTU name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capture.flow import FlowConfig, FlowWorker, write_clip_flow
+from capture.source import Body, Frame, Source, bodies_to_sequence, count_dropped
+from xmkd.errors import XmkdError
+from xmkd.skeleton import NUM_JOINTS
+
+MODES = ("takes", "continuous", "presence")
+CHUNK_PREFIX = "chunk_"
+META_FILE = "meta.json"
+
+
+@dataclass
+class RecordConfig:
+    """Recorder settings (``xmkd record`` flags map onto these)."""
+
+    setup: int = 1
+    performer: int = 1
+    replication: int = 1  # first replication number; each further clip counts up
+    mode: str = "continuous"  # takes | continuous (fixed windows) | presence (bodies present)
+    clip_seconds: float = 10.0  # continuous: window length; presence: longest clip
+    stride_seconds: float | None = None  # continuous: window start spacing (None: clip_seconds)
+    presence_min_seconds: float = 1.0  # presence: shorter clips are discarded
+    presence_gap_seconds: float = 0.5  # presence: a clip ends after this long without bodies
+    max_seconds: float | None = None  # stop the whole recording after this long (None: never)
+    flow: bool = True  # live optical flow (worker process)
+    flow_config: FlowConfig = field(default_factory=FlowConfig)
+    jpeg_quality: int = 90
+    chunk_seconds: float = 1.0  # crash-safety granularity
+    min_free_mb: float = 1024.0  # disk guard: stop below this much free space
+    queue_frames: int = 256  # capture -> writer queue (about 8 s at 30 fps)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise XmkdError(f"unknown recording mode {self.mode!r}; choose one of {MODES}")
+        for name in ("setup", "performer", "replication"):
+            value = getattr(self, name)
+            if not 1 <= value <= 999:
+                raise XmkdError(f"--{name} must be between 1 and 999 (NTU names), got {value}")
+        if self.clip_seconds <= 0 or (self.stride_seconds is not None and self.stride_seconds <= 0):
+            raise XmkdError("--clip-seconds and --stride must be positive")
+
+
+# ------------------------------------------------------------------------------------------
+# Partial clips (the crash-safe on-disk journal)
+def clip_name(setup: int, camera: int, performer: int, replication: int, action: int = 0) -> str:
+    from xmkd.ntu import SampleName
+
+    return str(SampleName(setup, camera, performer, replication, action))
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+class PartialClip:
+    """A clip being recorded: ``partial/<name>/meta.json`` + one ``chunk_NNNNNN.npz`` per
+    flush. Only complete chunk files are ever visible (written to ``.tmp`` then renamed)."""
+
+    def __init__(self, session_dir: Path, name: str, fps: float, camera: int, meta: dict):
+        from xmkd.recordings import atomic_write_text, partial_dir
+
+        self.session_dir = session_dir
+        self.name = name
+        self.fps = fps
+        self.camera = camera
+        self.dir = partial_dir(session_dir) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.flow_dir = self.dir / "flow"
+        self.meta = {"name": name, "fps": fps, "camera": camera, **meta}
+        atomic_write_text(self.dir / META_FILE, json.dumps(self.meta, indent=1))
+        self.frames = 0  # frames added so far
+        self.chunks = 0
+        self._buf: list[tuple[bytes, int, int, list[Body]]] = []
+        self._last_jpeg = b""
+        self.bytes_written = 0
+
+    def add(self, jpeg: bytes | None, frame: Frame) -> int:
+        """Append a frame; returns its 1-based number in the clip."""
+        if jpeg is None:  # a capture without colour: repeat the last image to stay in sync
+            jpeg = self._last_jpeg
+        self._last_jpeg = jpeg
+        self._buf.append((jpeg, frame.device_usec, frame.host_nsec, frame.bodies))
+        self.frames += 1
+        return self.frames
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def flush(self) -> None:
+        """Write the buffered frames as the next chunk file (crash-safe)."""
+        if not self._buf:
+            return
+        jpegs = [b[0] for b in self._buf]
+        offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
+        seq_bodies = [b[3] for b in self._buf]
+        flat = [body for bodies in seq_bodies for body in bodies]
+        arrays = {
+            "jpeg": np.frombuffer(b"".join(jpegs), dtype=np.uint8),
+            "jpeg_offsets": offsets,
+            "device_usec": np.array([b[1] for b in self._buf], dtype=np.int64),
+            "host_nsec": np.array([b[2] for b in self._buf], dtype=np.int64),
+            "body_counts": np.array([len(b) for b in seq_bodies], dtype=np.int64),
+            "body_ids": np.array([b.id for b in flat], dtype=np.uint64),
+            "joints": np.stack([b.ntu_joint_rows() for b in flat])
+            if flat
+            else np.zeros((0, NUM_JOINTS, 12)),
+            "body_info": np.stack([b.info for b in flat]) if flat else np.zeros((0, 9)),
+        }
+        self.chunks += 1
+        final = self.dir / f"{CHUNK_PREFIX}{self.chunks:06d}.npz"
+        tmp = final.with_suffix(".tmp")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        tmp.write_bytes(buf.getbuffer())
+        _fsync_replace(tmp, final)
+        self.bytes_written += final.stat().st_size
+        self._buf.clear()
+
+
+@dataclass
+class ChunkData:
+    """All complete chunks of a partial clip, concatenated."""
+
+    jpegs: list[bytes]
+    device_usec: np.ndarray
+    host_nsec: np.ndarray
+    frames_bodies: list[list[Body]]
+
+
+def read_partial(directory: Path) -> tuple[dict[str, Any], ChunkData]:
+    """meta.json and every complete chunk of a partial clip (a torn ``.tmp`` is ignored; a
+    damaged chunk ends the clip there, keeping the frames before it)."""
+    from capture.source import sequence_to_bodies
+    from xmkd.ntu import SkeletonSequence
+
+    meta_path = directory / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise XmkdError(f"{meta_path}: unreadable partial-clip metadata ({exc})") from exc
+    jpegs: list[bytes] = []
+    dev: list[np.ndarray] = []
+    host: list[np.ndarray] = []
+    bodies: list[list[Body]] = []
+    for path in sorted(directory.glob(f"{CHUNK_PREFIX}*.npz")):
+        try:
+            with np.load(path) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:  # torn by a crash mid-write: stop here
+            meta.setdefault("warnings", []).append(f"{path.name} unreadable ({exc}); cut there")
+            break
+        raw = data["jpeg"].tobytes()
+        off = data["jpeg_offsets"]
+        jpegs += [raw[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        dev.append(data["device_usec"])
+        host.append(data["host_nsec"])
+        seq = SkeletonSequence.from_arrays(
+            data["body_counts"], data["body_ids"], data["joints"], body_info=data["body_info"]
+        )
+        bodies += sequence_to_bodies(seq)
+    empty = np.zeros(0, dtype=np.int64)
+    return meta, ChunkData(
+        jpegs,
+        np.concatenate(dev) if dev else empty,
+        np.concatenate(host) if host else empty,
+        bodies,
+    )
+
+
+def write_mjpeg_avi(path: Path, jpegs: Sequence[bytes], fps: float) -> int:
+    """Mux already-encoded JPEG frames into an MJPEG AVI (no re-encoding; OpenCV and PyAV read
+    it like any MJPEG AVI)."""
+    from fractions import Fraction
+
+    import av
+    import cv2
+
+    first = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_REDUCED_COLOR_8)
+    if first is None:
+        raise XmkdError(f"{path}: the first recorded frame is not a valid JPEG")
+    header = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+    height, width = header.shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(tmp), "w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        stream.time_base = 1 / rate
+        for i, data in enumerate(jpegs):
+            packet = av.Packet(data)
+            packet.stream = stream
+            packet.pts = packet.dts = i
+            packet.time_base = 1 / rate
+            packet.is_keyframe = True
+            out.mux(packet)
+    os.replace(tmp, path)
+    return len(jpegs)
+
+
+_session_lock = threading.Lock()
+
+
+def add_clip_to_session(session_dir: Path, entry: dict[str, Any]) -> None:
+    """Append (or replace) a clip entry in session.json and update the dropped-frame totals."""
+    from xmkd.recordings import read_session_json, write_session_json
+
+    with _session_lock:
+        info = read_session_json(session_dir)
+        info["clips"] = [c for c in info["clips"] if c["name"] != entry["name"]] + [entry]
+        info["clips"].sort(key=lambda c: c["name"])
+        _update_dropped(info)
+        write_session_json(session_dir, info)
+
+
+def _update_dropped(info: dict[str, Any]) -> None:
+    dropped = info.setdefault("dropped_frames", {})
+    per_cam: dict[str, int] = {}
+    for clip in info["clips"]:
+        key = f"camera{int(clip.get('camera', 1))}"
+        per_cam[key] = per_cam.get(key, 0) + int(clip.get("dropped_frames", 0))
+    dropped["clips_total"] = per_cam
+    dropped["total"] = sum(per_cam.values())
+
+
+def finalize_partial(
+    directory: Path,
+    session_dir: Path,
+    flow_config: FlowConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any] | None:
+    """Turn a partial clip into the layout's files and list it in session.json; the partial
+    folder is removed only after everything is written. Returns the clip entry (None: empty)."""
+    from xmkd.ntu import write_skeleton
+    from xmkd.recordings import (
+        count_flow,
+        flow_dir,
+        skeleton_path,
+        timestamps_path,
+        video_path,
+        write_timestamps,
+    )
+
+    meta, data = read_partial(directory)
+    name = meta["name"]
+    n = len(data.jpegs)
+    if n == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+        log(f"{name}: no complete chunk was recorded; nothing to keep")
+        return None
+    fps = float(meta["fps"])
+    write_mjpeg_avi(video_path(session_dir, name), data.jpegs, fps)
+    skel = skeleton_path(session_dir, name)
+    skel.parent.mkdir(parents=True, exist_ok=True)
+    write_skeleton(skel, bodies_to_sequence(data.frames_bodies))
+    write_timestamps(timestamps_path(session_dir, name), data.device_usec, data.host_nsec)
+    flow_pairs = 0
+    if meta.get("flow"):
+        live = directory / "flow"
+        target = flow_dir(session_dir, name)
+        if target.exists():
+            shutil.rmtree(target)
+        have = _contiguous_pairs(live)
+        if have >= n - 1:
+            for i in range(n, have + 1):  # pairs beyond the last kept frame
+                for axis in ("x", "y"):
+                    (live / f"flow_{axis}_{i:05d}.jpg").unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(live), str(target))
+        else:  # the live worker fell behind or was killed: compute the flow from the JPEGs
+            write_clip_flow(_decode_all(data.jpegs), target, flow_config or FlowConfig())
+        flow_pairs = count_flow(target)
+    dropped = count_dropped(data.device_usec.tolist(), fps)
+    entry = {
+        "name": name,
+        "frames": n,
+        "fps": fps,
+        "camera": int(meta.get("camera", 1)),
+        "dropped_frames": int(dropped),
+        "start_device_usec": int(data.device_usec[0]),
+        "flow_pairs": flow_pairs,
+    }
+    if meta.get("recovered"):
+        entry["recovered"] = True
+    if meta.get("warnings"):
+        entry["warnings"] = meta["warnings"]
+    add_clip_to_session(session_dir, entry)
+    shutil.rmtree(directory, ignore_errors=True)
+    return entry
+
+
+def _contiguous_pairs(directory: Path) -> int:
+    n = 0
+    while (directory / f"flow_x_{n + 1:05d}.jpg").is_file() and (
+        directory / f"flow_y_{n + 1:05d}.jpg"
+    ).is_file():
+        n += 1
+    return n
+
+
+def _decode_all(jpegs: Sequence[bytes]):
+    import cv2
+
+    for data in jpegs:
+        yield cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+# ------------------------------------------------------------------------------------------
+# Segmentation
+class Segmenter:
+    """Decides, frame by frame, which clips start and end (per device)."""
+
+    def __init__(self, config: RecordConfig, fps: float):
+        self.config = config
+        self.fps = fps
+        self.clip_len = max(1, int(round(config.clip_seconds * fps)))
+        stride = config.stride_seconds if config.stride_seconds else config.clip_seconds
+        self.stride = max(1, int(round(stride * fps)))
+        self.gap = max(1, int(round(config.presence_gap_seconds * fps)))
+        self.min_len = max(1, int(round(config.presence_min_seconds * fps)))
+        self.take_active = False
+        self._absent = 0
+
+    def starts_clip(self, frame_number: int, has_body: bool, open_clips: int) -> bool:
+        """Whether a new clip starts at this frame (0-based stream frame number)."""
+        mode = self.config.mode
+        if mode == "continuous":
+            return frame_number % self.stride == 0
+        if mode == "takes":
+            return self.take_active and open_clips == 0
+        if has_body and open_clips == 0:  # presence
+            self._absent = 0
+            return True
+        return False
+
+    def ends_clip(self, clip_frames: int, has_body: bool) -> bool:
+        """Whether an open clip of ``clip_frames`` frames is complete (after this frame)."""
+        mode = self.config.mode
+        if mode == "continuous":
+            return clip_frames >= self.clip_len
+        if mode == "takes":
+            return not self.take_active
+        self._absent = 0 if has_body else self._absent + 1
+        return self._absent >= self.gap or clip_frames >= self.clip_len
+
+
+# ------------------------------------------------------------------------------------------
+# The recorder
+class _Device:
+    def __init__(self, source: Source, config: RecordConfig):
+        self.source = source
+        self.queue: queue.Queue = queue.Queue(maxsize=config.queue_frames)
+        self.overflow = 0
+        self.frames_in = 0
+        self.frames_written = 0
+        self.capture_thread: threading.Thread | None = None
+        self.writer_thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.replication = config.replication
+
+
+class Recorder:
+    """Records sources into ``session_dir``. ``start()``, then ``wait()`` or ``stop()``; in
+    takes mode ``start_take()`` / ``stop_take()`` cut clips by hand."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        session_dir: str | Path,
+        config: RecordConfig | None = None,
+        free_bytes: Callable[[Path], int] | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        if not sources:
+            raise XmkdError("nothing to record: no source")
+        cameras = [s.camera for s in sources]
+        if len(set(cameras)) != len(cameras):
+            raise XmkdError(f"every device needs its own NTU camera id, got {cameras}")
+        self.config = config or RecordConfig()
+        self.session_dir = Path(session_dir)
+        self.devices = [_Device(s, self.config) for s in sources]
+        self.log = log
+        self._free_bytes = free_bytes or (lambda p: shutil.disk_usage(p).free)
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self.flow_worker: FlowWorker | None = None
+        self._finalize_q: queue.Queue = queue.Queue()
+        self._finalizer: threading.Thread | None = None
+        self.clips: list[dict[str, Any]] = []
+        self.started_at: float | None = None
+
+    # ---- session --------------------------------------------------------------------------
+    def _init_session(self) -> None:
+        from xmkd.recordings import (
+            make_session_dirs,
+            new_session_info,
+            read_session_json,
+            write_session_json,
+        )
+
+        make_session_dirs(self.session_dir)
+        devices = [d.source.device_info() for d in self.devices]
+        settings = asdict(self.config)
+        settings["fps"] = self.devices[0].source.fps
+        if (self.session_dir / "session.json").is_file():  # continue an existing session
+            info = read_session_json(self.session_dir)
+            known = {d.get("camera") for d in info["devices"]}
+            info["devices"] += [d for d in devices if d.get("camera") not in known]
+        else:
+            kinds = sorted({d.source.description.split(" ")[0] for d in self.devices})
+            info = new_session_info(" + ".join(kinds), devices, settings)
+        self._existing = {c["name"] for c in info["clips"]}
+        write_session_json(self.session_dir, info)
+
+    def _next_name(self, dev: _Device) -> str:
+        while True:
+            if dev.replication > 999:
+                raise XmkdError("replication numbers are exhausted (R999); start a new session")
+            name = clip_name(
+                self.config.setup, dev.source.camera, self.config.performer, dev.replication
+            )
+            dev.replication += 1
+            if name not in self._existing and not (self.session_dir / "partial" / name).exists():
+                return name
+
+    # ---- control --------------------------------------------------------------------------
+    def start(self) -> Recorder:
+        for dev in self.devices:
+            dev.source.open()
+        self._init_session()
+        if self.config.flow:
+            self.flow_worker = FlowWorker(self.config.flow_config)
+        self._finalizer = threading.Thread(target=self._finalize_loop, name="finalize")
+        self._finalizer.start()
+        self.started_at = time.monotonic()
+        for dev in self.devices:
+            dev.segmenter = Segmenter(self.config, dev.source.fps)  # type: ignore[attr-defined]
+            dev.writer_thread = threading.Thread(target=self._write_loop, args=(dev,), daemon=True)
+            dev.capture_thread = threading.Thread(
+                target=self._capture_loop, args=(dev,), daemon=True
+            )
+            dev.writer_thread.start()
+            dev.capture_thread.start()
+        return self
+
+    def start_take(self) -> None:
+        for dev in self.devices:
+            dev.queue.put(("take", True))
+
+    def stop_take(self) -> None:
+        for dev in self.devices:
+            dev.queue.put(("take", False))
+
+    def request_stop(self, reason: str | None = None) -> None:
+        if reason and not self.stop_reason:
+            self.stop_reason = reason
+        self._stop.set()
+        for dev in self.devices:
+            dev.source.stop()
+
+    def wait(self) -> dict[str, Any]:
+        """Until every source ends (or max_seconds / stop / disk guard); then finish."""
+        try:
+            while any(d.capture_thread and d.capture_thread.is_alive() for d in self.devices):
+                if self.config.max_seconds is not None and self.started_at is not None:
+                    if time.monotonic() - self.started_at >= self.config.max_seconds:
+                        self.request_stop()
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            self.request_stop("interrupted (Ctrl+C); clips so far are kept")
+        return self.stop()
+
+    def stop(self) -> dict[str, Any]:
+        self.request_stop()
+        for dev in self.devices:
+            if dev.capture_thread:
+                dev.capture_thread.join()
+        for dev in self.devices:
+            if dev.writer_thread:
+                dev.writer_thread.join()
+            dev.source.close()
+        self._finalize_q.put(None)
+        if self._finalizer:
+            self._finalizer.join()
+        if self.flow_worker:
+            self.flow_worker.close()
+        self._write_totals()
+        errors = [d.error for d in self.devices if d.error is not None]
+        if errors:
+            raise errors[0]
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "clips": len(self.clips),
+            "frames": {d.source.camera: d.frames_written for d in self.devices},
+            "dropped_frames": {d.source.camera: d.source.dropped_frames for d in self.devices},
+            "queue_overflow": {d.source.camera: d.overflow for d in self.devices},
+            "stop_reason": self.stop_reason,
+        }
+
+    def _write_totals(self) -> None:
+        from xmkd.recordings import read_session_json, write_session_json
+
+        with _session_lock:
+            info = read_session_json(self.session_dir)
+            dropped = info.setdefault("dropped_frames", {})
+            for dev in self.devices:
+                key = f"camera{dev.source.camera}"
+                dropped.setdefault("device", {})[key] = (
+                    dropped.get("device", {}).get(key, 0) + dev.source.dropped_frames
+                )
+                dropped.setdefault("recorder_queue_overflow", {})[key] = (
+                    dropped.get("recorder_queue_overflow", {}).get(key, 0) + dev.overflow
+                )
+            if self.stop_reason:
+                info.setdefault("settings", {})["stopped"] = self.stop_reason
+            info["settings"]["ended"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write_session_json(self.session_dir, info)
+
+    # ---- threads --------------------------------------------------------------------------
+    def _capture_loop(self, dev: _Device) -> None:
+        try:
+            for frame in dev.source:
+                dev.frames_in += 1
+                try:
+                    dev.queue.put_nowait(frame)
+                except queue.Full:
+                    dev.overflow += 1  # counted, never blocking the device
+                if self._stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            dev.error = exc
+            self.request_stop(f"camera {dev.source.camera} failed: {exc}")
+        finally:
+            dev.queue.put(None)
+
+    def _write_loop(self, dev: _Device) -> None:
+        import cv2
+
+        seg: Segmenter = dev.segmenter  # type: ignore[attr-defined]
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(self.config.jpeg_quality)]
+        open_clips: list[PartialClip] = []
+        flush_every = max(1, int(round(self.config.chunk_seconds * dev.source.fps)))
+        stream_frame = 0
+        halted = False
+        try:
+            while True:
+                item = dev.queue.get()
+                if item is None:
+                    break
+                if isinstance(item, tuple):  # ("take", on)
+                    seg.take_active = bool(item[1])
+                    if not seg.take_active:
+                        for clip in open_clips:
+                            self._close_clip(clip)
+                        open_clips = []
+                    continue
+                if halted:
+                    continue
+                frame: Frame = item
+                has_body = bool(frame.bodies)
+                if seg.starts_clip(stream_frame, has_body, len(open_clips)):
+                    name = self._next_name(dev)
+                    open_clips.append(
+                        PartialClip(
+                            self.session_dir,
+                            name,
+                            dev.source.fps,
+                            dev.source.camera,
+                            {
+                                "flow": self.config.flow,
+                                "source": dev.source.description,
+                                "started": datetime.now(timezone.utc).isoformat(),
+                            },
+                        )  # fmt: skip
+                    )
+                stream_frame += 1
+                if not open_clips:
+                    continue
+                jpeg = None
+                if frame.color is not None:
+                    ok, enc = cv2.imencode(".jpg", frame.color, params)
+                    jpeg = enc.tobytes() if ok else None
+                still_open = []
+                for clip in open_clips:
+                    number = clip.add(jpeg, frame)
+                    if self.flow_worker is not None and frame.color is not None:
+                        self.flow_worker.submit(clip.flow_dir, number, frame.color)
+                    if clip.pending >= flush_every:
+                        if not self._disk_ok():
+                            halted = True
+                        clip.flush()
+                    if seg.ends_clip(clip.frames, has_body) or halted:
+                        self._close_clip(clip)
+                    else:
+                        still_open.append(clip)
+                open_clips = still_open
+                dev.frames_written += 1
+                if halted:
+                    self.request_stop(self.stop_reason)
+        except BaseException as exc:  # noqa: BLE001
+            dev.error = exc
+            self.request_stop(f"writing camera {dev.source.camera} failed: {exc}")
+        finally:
+            for clip in open_clips:
+                try:
+                    self._close_clip(clip)
+                except BaseException as exc:  # noqa: BLE001
+                    dev.error = dev.error or exc
+
+    def _disk_ok(self) -> bool:
+        free = self._free_bytes(self.session_dir)
+        if free < self.config.min_free_mb * 1e6:
+            if not self.stop_reason:
+                self.stop_reason = (
+                    f"stopped recording: only {free / 1e6:.0f} MB free on the disk of "
+                    f"{self.session_dir} (the guard keeps {self.config.min_free_mb:.0f} MB; "
+                    "free space or lower --min-free-mb); clips so far are kept"
+                )
+                self.log(self.stop_reason)
+            return False
+        return True
+
+    def _close_clip(self, clip: PartialClip) -> None:
+        clip.flush()
+        if self.config.mode == "presence" and clip.frames < self.devices[0].segmenter.min_len:  # type: ignore[attr-defined]
+            if self.flow_worker is not None:
+                self.flow_worker.end_clip(clip.flow_dir)
+            shutil.rmtree(clip.dir, ignore_errors=True)  # a passer-by, not an action
+            return
+        if self.flow_worker is not None:
+            self.flow_worker.end_clip(clip.flow_dir)
+        self._finalize_q.put(clip)
+
+    def _finalize_loop(self) -> None:
+        while True:
+            clip = self._finalize_q.get()
+            if clip is None:
+                break
+            if self.flow_worker is not None:
+                self.flow_worker.wait_clip(clip.flow_dir, timeout=120.0)
+            try:
+                entry = finalize_partial(
+                    clip.dir, self.session_dir, self.config.flow_config, self.log
+                )
+            except OSError as exc:  # e.g. the disk filled up: the partial stays for recover
+                self.log(f"{clip.name}: left in partial/ ({exc}); run xmkd recover later")
+                continue
+            if entry is not None:
+                self.clips.append(entry)
+                self.log(f"{entry['name']}: {entry['frames']} frames")
