@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from xmkd.models import STUDENT_ARCHS, build_student, student_options
+from xmkd.errors import CheckpointError
+from xmkd.models import (
+    STUDENT_ARCHS,
+    TSN,
+    TSNInputSpec,
+    build_student,
+    sample_segments,
+    student_options,
+    teacher_input,
+)
 from xmkd.models.hcn import HCN
+from xmkd.models.resnet import resnet
 from xmkd.models.stgcn import STGCN
 
 torch.set_num_threads(1)
@@ -308,5 +319,216 @@ def test_one_gradient_step_reduces_loss(arch, kwargs, t):
     opt.step()
     with torch.no_grad():
         # Same batch, still in train mode (dropout is off, BN uses the batch's statistics).
+        after = F.cross_entropy(model(x), y).item()
+    assert after < before.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# TSN teacher and its ResNet backbone
+
+
+def torchvision_resnet18_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """torchvision.models.resnet18().state_dict() layout, written out from torchvision's model."""
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7)}
+
+    def bn(prefix: str, ch: int) -> None:
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{name}"] = (ch,)
+        shapes[f"{prefix}.num_batches_tracked"] = ()
+
+    bn("bn1", 64)
+    inplanes = 64
+    for layer, planes in zip((1, 2, 3, 4), (64, 128, 256, 512)):
+        for block in (0, 1):
+            p = f"layer{layer}.{block}"
+            cin = inplanes if block == 0 else planes
+            shapes[f"{p}.conv1.weight"] = (planes, cin, 3, 3)
+            bn(f"{p}.bn1", planes)
+            shapes[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            bn(f"{p}.bn2", planes)
+            if block == 0 and layer > 1:
+                shapes[f"{p}.downsample.0.weight"] = (planes, inplanes, 1, 1)
+                bn(f"{p}.downsample.1", planes)
+        inplanes = planes
+    shapes["fc.weight"] = (num_classes, 512)
+    shapes["fc.bias"] = (num_classes,)
+    return shapes
+
+
+def test_resnet_matches_torchvision_layout_and_sizes():
+    model = resnet("resnet18")
+    got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    assert got == list(torchvision_resnet18_shapes().items())  # same keys, shapes and order
+    assert len(got) == 122
+    # torchvision's parameter counts (ImageNet heads).
+    assert n_params(model) == 11_689_512
+    assert n_params(resnet("resnet34")) == 21_797_672
+    r50 = resnet("resnet50")
+    assert n_params(r50) == 25_557_032
+    assert tuple(r50.state_dict()["layer1.0.conv3.weight"].shape) == (256, 64, 1, 1)
+    assert tuple(r50.state_dict()["layer1.0.downsample.0.weight"].shape) == (256, 64, 1, 1)
+
+
+def imagenet_like_file(tmp_path, seed: int = 0):
+    sd = random_state_dict(torchvision_resnet18_shapes(), seed=seed)
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(sd, path)
+    return sd, path
+
+
+@pytest.mark.parametrize("modality,channels", [("rgb", 3), ("flow", 10), ("rgbdiff", 15)])
+def test_tsn_loads_torchvision_weights_with_cross_modality_init(tmp_path, modality, channels):
+    sd, path = imagenet_like_file(tmp_path)
+    model = TSN(5, modality=modality)
+    assert model.in_channels == channels
+    skipped = model.load_backbone_weights(path)
+    assert skipped == ["fc.bias", "fc.weight"]
+    own = model.base_model.state_dict()
+    torch.testing.assert_close(
+        own["layer3.0.downsample.0.weight"], sd["layer3.0.downsample.0.weight"]
+    )
+    conv1 = own["conv1.weight"]
+    assert conv1.shape == (64, channels, 7, 7)
+    if modality == "rgb":
+        torch.testing.assert_close(conv1, sd["conv1.weight"])
+    else:
+        # Every input channel gets the average of the RGB kernels (TSN's cross-modality init).
+        avg = sd["conv1.weight"].mean(dim=1)
+        for c in range(channels):
+            torch.testing.assert_close(conv1[:, c], avg)
+
+
+def test_tsn_rgbdiff_keep_rgb_first_conv():
+    model = TSN(5, modality="rgbdiff", new_length=2, keep_rgb=True, width=0.25)
+    rgb = torch.randn(16, 3, 7, 7)
+    w = model.first_conv_from_rgb(rgb)
+    assert w.shape == (16, 9, 7, 7)
+    torch.testing.assert_close(w[:, :3], rgb)
+    torch.testing.assert_close(w[:, 5], rgb.mean(dim=1))
+
+
+def test_tsn_weight_file_errors_are_clear(tmp_path):
+    model = TSN(5, modality="flow", width=0.5)
+    with pytest.raises(CheckpointError, match="not found"):
+        model.load_backbone_weights(tmp_path / "nope.pth")
+    _, path = imagenet_like_file(tmp_path)
+    with pytest.raises(CheckpointError, match="width 1.0 only"):
+        model.load_backbone_weights(path)
+    r34 = tmp_path / "r34.pth"
+    torch.save(resnet("resnet34", width=0.5).state_dict(), r34)
+    with pytest.raises(CheckpointError, match="torchvision resnet18"):
+        model.load_backbone_weights(r34)
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"model": resnet("resnet18", width=0.5)}, pickled)  # a whole module: refused
+    with pytest.raises(CheckpointError, match="not a loadable weights file"):
+        model.load_backbone_weights(pickled)
+    wrapped = tmp_path / "wrapped.pth"
+    sd = resnet("resnet18", width=0.5).state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, wrapped)
+    model.load_backbone_weights(wrapped)
+
+
+def test_tsn_partial_bn_freezes_all_but_first():
+    torch.manual_seed(0)
+    model = TSN(4, modality="rgb", width=0.25)
+    model.train()
+    bns = [m for m in model.base_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns[0].training and bns[0].weight.requires_grad
+    assert all(
+        not b.training and not b.weight.requires_grad and not b.bias.requires_grad for b in bns[1:]
+    )
+    first_mean = bns[0].running_mean.clone()
+    later_mean = bns[5].running_mean.clone()
+    model(torch.randn(2, 3, 3, 32, 32) + 1.0)
+    assert not torch.equal(bns[0].running_mean, first_mean)
+    assert torch.equal(bns[5].running_mean, later_mean)
+    assert model.base_model.fc.p == 0.8 and isinstance(model.base_model.fc, torch.nn.Dropout)
+    free = TSN(4, modality="rgb", width=0.25, partial_bn=False).train()
+    assert all(m.training for m in free.modules())
+    model.eval()
+    assert all(not m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("modality", ["rgb", "rgbdiff", "flow"])
+def test_tsn_forward_is_average_consensus(modality):
+    model = TSN(6, modality=modality, width=0.125, num_segments=3).eval()
+    x = torch.randn(2, 4, model.in_channels, 48, 48)  # any K works at test time
+    with torch.no_grad():
+        out = model(x)
+        seg = model.segment_logits(x)
+    assert out.shape == (2, 6) and seg.shape == (2, 4, 6)
+    torch.testing.assert_close(out, seg.mean(dim=1))
+    with pytest.raises(ValueError, match="expects input"):
+        model(torch.randn(2, 3, model.in_channels + 1, 48, 48))
+    rebuilt = TSN(6, **model.init_kwargs)
+    rebuilt.load_state_dict(model.state_dict())
+
+
+def test_segment_sampling_follows_tsn():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = sample_segments(90, 3, span=1, train=True, rng=rng)[:, 0]
+        assert 0 <= idx[0] < 30 <= idx[1] < 60 <= idx[2] < 90
+    np.testing.assert_array_equal(sample_segments(90, 3, 1, train=False)[:, 0], [15, 45, 75])
+    snip = sample_segments(20, 3, span=6, train=False)
+    assert snip.shape == (3, 6) and np.all(np.diff(snip, axis=1) == 1)
+    short = sample_segments(4, 3, span=5, train=True, rng=rng)
+    assert short.max() == 3  # snippets past the end repeat the last frame
+    with pytest.raises(ValueError, match="no frames"):
+        sample_segments(0, 3)
+
+
+def test_teacher_input_shapes_normalisation_and_stacking():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(40, 72, 96, 3), dtype=np.uint8)
+    spec = TSNInputSpec(modality="rgb", scale_size=64, crop_size=56)
+    x = teacher_input(frames, spec)
+    assert x.shape == (3, 3, 56, 56) and x.dtype == torch.float32
+    const = np.full((40, 64, 64, 3), 128, dtype=np.uint8)
+    diff_spec = TSNInputSpec(
+        modality="rgbdiff", new_length=2, keep_rgb=True, scale_size=None, crop_size=64
+    )
+    d = teacher_input(const, diff_spec, train=True, rng=rng)
+    assert d.shape == (3, 9, 64, 64)
+    assert torch.all(d[:, 3:] == 0)  # a still clip has zero RGB differences
+    red = (128 / 255 - 0.485) / 0.229
+    torch.testing.assert_close(d[:, 0], torch.full((3, 64, 64), red))
+    a = teacher_input(frames, spec.replace(crop_size=48), train=True, rng=np.random.default_rng(3))
+    b = teacher_input(frames, spec.replace(crop_size=48), train=True, rng=np.random.default_rng(3))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"frames \(T, H, W, 2\)"):
+        teacher_input(frames, TSNInputSpec(modality="flow"))
+
+
+def test_flow_input_stacks_xy_and_flip_inverts_x():
+    flow = np.zeros((30, 32, 32, 2), dtype=np.uint8)
+    flow[..., 0] = 200  # moving in +x
+    flow[..., 1] = 100
+    spec = TSNInputSpec(modality="flow", scale_size=None, crop_size=32, scales=(1.0,))
+    x = teacher_input(flow, spec)
+    assert x.shape == (3, 10, 32, 32)
+    fx = (200 / 255 - 0.5) / float(np.mean([0.229, 0.224, 0.225]))
+    assert torch.allclose(x[:, 0::2], torch.tensor(fx)) and torch.all(x[:, 1::2] < 0)
+    flips = set()
+    for seed in range(12):
+        t = teacher_input(flow, spec, train=True, rng=np.random.default_rng(seed))
+        assert torch.allclose(t[:, 1::2], x[:, 1::2])
+        flips.add(round(float(t[0, 0, 0, 0]), 4))
+    fx_flipped = ((255 - 200) / 255 - 0.5) / float(np.mean([0.229, 0.224, 0.225]))
+    assert flips == {round(fx, 4), round(fx_flipped, 4)}
+
+
+def test_small_tsn_gradient_step_reduces_loss():
+    torch.manual_seed(0)
+    model = TSN(3, modality="rgbdiff", new_length=2, width=0.25, dropout=0.0, partial_bn=False)
+    model.train()
+    x = torch.randn(6, 3, model.in_channels, 32, 32)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
         after = F.cross_entropy(model(x), y).item()
     assert after < before.item()

@@ -12,7 +12,9 @@ from typing import Any
 from torch import nn
 
 from xmkd.models.hcn import HCN
+from xmkd.models.resnet import ResNet
 from xmkd.models.stgcn import STGCN
+from xmkd.models.tsn import TSN, TSNInputSpec, sample_segments, teacher_input
 
 #: Student architectures by name, as recorded in checkpoints.
 STUDENT_REGISTRY: dict[str, type[nn.Module]] = {"stgcn": STGCN, "hcn": HCN}
@@ -55,4 +57,16 @@ def _student_class(arch: str) -> type[nn.Module]:
         ) from None
 
 
-__all__ = ["HCN", "STGCN", "STUDENT_ARCHS", "STUDENT_REGISTRY", "build_student", "student_options"]
+__all__ = [
+    "HCN",
+    "STGCN",
+    "STUDENT_ARCHS",
+    "STUDENT_REGISTRY",
+    "TSN",
+    "ResNet",
+    "TSNInputSpec",
+    "build_student",
+    "sample_segments",
+    "student_options",
+    "teacher_input",
+]
