@@ -122,6 +122,12 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- save / load
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     """``torch.save(obj)`` to ``path`` through a temporary file and ``os.replace``.
 
@@ -139,6 +145,7 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp_name, path)
     except BaseException as exc:
         try:

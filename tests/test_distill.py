@@ -1,0 +1,129 @@
+"""The student trainer: training works, resume reproduces an uninterrupted run, progress events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from xmkd.checkpoint import load_checkpoint, load_students
+from xmkd.config import DistillConfig
+from xmkd.errors import XmkdError
+from xmkd.train.distill import train_students
+from xmkd.train.progress import read_events
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+class Blobs(Dataset):
+    """Random skeleton-shaped tensors whose class shifts the mean: learnable in a few steps."""
+
+    def __init__(self, n: int, seed: int, frames: int = 16):
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.randint(0, len(CLASSES), (n,), generator=g)
+        self.x = torch.randn(n, 3, frames, 25, 2, generator=g)
+        self.x[:, 0] += self.y.view(-1, 1, 1, 1).float()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i]), i
+
+
+def tiny_config(**overrides) -> DistillConfig:
+    base = dict(
+        students=["stgcn", "hcn"],
+        student_kwargs=[{"width": 0.125}, {"width": 0.125, "window_size": 16}],
+        epochs=2,
+        batch_size=16,
+        log_every=2,
+    )
+    base.update(overrides)
+    return DistillConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    train = Blobs(48, seed=0)
+    teacher = torch.nn.functional.one_hot(train.y, len(CLASSES)).float() * 4.0
+    return train, Blobs(24, seed=1), teacher
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, data):
+    train, val, teacher = data
+    common = dict(class_names=CLASSES, input_spec={"window": 16}, teacher_logits=teacher)
+    full = train_students(tiny_config(), train, run_dir=tmp_path / "full", val_set=val, **common)
+    train_students(tiny_config(epochs=1), train, run_dir=tmp_path / "cut", val_set=val, **common)
+    resumed = train_students(
+        tiny_config(), train, run_dir=tmp_path / "cut", val_set=val, resume=True, **common
+    )
+    a = load_checkpoint(full.last)
+    b = load_checkpoint(resumed.last)
+    assert a["train"]["epoch"] == b["train"]["epoch"] == 2
+    for ma, mb in zip(a["models"], b["models"]):
+        for key, value in ma["state_dict"].items():
+            assert torch.equal(value, mb["state_dict"][key]), key
+    # optimizer moments and the lr schedule continue too
+    for oa, ob in zip(a["train"]["optimizers"], b["train"]["optimizers"]):
+        for pid, state in oa["state"].items():
+            for name, value in state.items():
+                if torch.is_tensor(value):
+                    assert torch.equal(value, ob["state"][pid][name])
+    assert a["train"]["history"][-1]["val"] == b["train"]["history"][-1]["val"]
+    events = read_events(tmp_path / "cut" / "progress.jsonl")
+    starts = [e for e in events if e["event"] == "start"]
+    assert starts[1]["resumed_from"].endswith("last.pt") and starts[1]["start_epoch"] == 1
+
+
+def test_training_learns_and_checkpoints_load(tmp_path, data):
+    train, val, teacher = data
+    cfg = tiny_config(epochs=3, students=["stgcn", "stgcn"], student_kwargs=[{"width": 0.125}])
+    result = train_students(
+        cfg, train, CLASSES, {"window": 16}, tmp_path / "run", teacher_logits=teacher, val_set=val
+    )
+    history = result.history
+    assert len(history) == 3
+    first, last = history[0]["losses"]["student0"], history[-1]["losses"]["student0"]
+    assert last["sup"] < first["sup"]  # it learns the teacher's labels
+    assert last["mutual"] > 0  # the peer term is active
+    assert result.best_accuracy is not None and result.best_accuracy > 0.25
+    models, meta = load_students(result.best)
+    assert len(models) == 2 and meta.archs == ["stgcn", "stgcn"] and meta.ensemble == "mean"
+    assert "train" not in load_checkpoint(result.best)  # best.pt is for inference only
+    events = read_events(tmp_path / "run" / "progress.jsonl")
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 3
+    step = next(e for e in events if e["event"] == "step")
+    assert {"epoch", "step", "losses", "teacher_agreement", "samples_per_s", "eta_s"} <= set(step)
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert set(epoch["val"]) == {"student0", "student1", "ensemble_mean", "ensemble_max"}
+    json.dumps(events)
+
+
+def test_full_supervision_with_noise_and_missing_inputs(tmp_path, data):
+    train, _, teacher = data
+    cfg = tiny_config(epochs=1, supervision="full", noise=0.25, mutual=False)
+    result = train_students(
+        cfg, train, CLASSES, {"window": 16}, tmp_path / "noisy", labels=train.y.numpy()
+    )
+    assert load_checkpoint(result.last)["extra"]["noisy_labels"] == 12  # 25% of 48
+    with pytest.raises(XmkdError, match="xmkd label"):
+        train_students(tiny_config(), train, CLASSES, {}, tmp_path / "x")
+    with pytest.raises(XmkdError, match="shape"):
+        train_students(
+            tiny_config(), train, CLASSES, {}, tmp_path / "x", teacher_logits=teacher[:5]
+        )
+    with pytest.raises(XmkdError, match="nothing to resume"):
+        train_students(
+            tiny_config(),
+            train,
+            CLASSES,
+            {},
+            tmp_path / "none",
+            teacher_logits=teacher,
+            resume=True,
+        )
