@@ -197,6 +197,23 @@ class ShapeProfile:
         return cls(batch=batch, window=win, channels=c or 3, joints=v or 25, persons=m or 2)
 
 
+def profile_for_onnx(
+    onnx_path: str | Path,
+    window: int,
+    max_batch: int = 8,
+    window_range: tuple[int, int] = (16, 300),
+) -> ShapeProfile:
+    """The profile for an exported file's input: its fixed dims as they are, dynamic batch
+    1/1/max_batch, dynamic window min/``window``/max over ``window_range``."""
+    onnx = require("onnx", "onnx", "Reading ONNX models")
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    dims: list[int | str | None] = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in proto.graph.input[0].type.tensor_type.shape.dim
+    ]
+    return ShapeProfile.for_onnx_input(dims, window, max_batch, window_range)
+
+
 # --------------------------------------------------------------------------------------------
 # Cache keys
 

@@ -1,0 +1,431 @@
+"""Runtime backends: one small interface to classify preprocessed skeleton windows with TensorRT,
+ONNX Runtime (CPU or CUDA execution provider) or PyTorch (CPU or CUDA).
+
+    source = ModelSource.from_checkpoint("students.pt")
+    backend = open_backend("auto", source)       # or "tensorrt", "onnxruntime-cpu", "torch", ...
+    backend.warm_up()
+    probs = backend.classify(windows)            # (N, 3, T, 25, M) -> (N, classes) numpy
+    print(backend.latency())                     # p50/p99 of classify calls
+
+``auto`` takes the first available backend in a fixed, documented order (no start-up
+measurement, so it is deterministic and costs nothing):
+``tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu > torch-cpu``. On a GPU TensorRT
+fuses and tunes kernels for the card; ONNX Runtime's CUDA EP comes next. On CPU ONNX Runtime
+goes before PyTorch eager because it has less per-call overhead at batch 1 (``bench/
+bench_engines.py`` prints both side by side; on 2 cores they are within a few percent).
+
+A named backend that cannot run here raises :class:`XmkdError` with the reason; nothing falls back
+silently. Windows come from :func:`xmkd.preprocess.prepare_batch` (the shared preprocessing);
+backends only run the network.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib.util
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xmkd.errors import XmkdError
+
+#: The order ``auto`` tries, best first.
+AUTO_ORDER: tuple[str, ...] = (
+    "tensorrt",
+    "onnxruntime-cuda",
+    "torch-cuda",
+    "onnxruntime-cpu",
+    "torch-cpu",
+)
+#: Accepted backend names and what they resolve to (None: decided by what is available).
+ALIASES: dict[str, str | None] = {
+    "auto": None,
+    "trt": "tensorrt",
+    "tensorrt": "tensorrt",
+    "onnxruntime": None,
+    "ort": None,
+    "onnxruntime-cpu": "onnxruntime-cpu",
+    "onnxruntime-cuda": "onnxruntime-cuda",
+    "torch": None,
+    "torch-cpu": "torch-cpu",
+    "torch-cuda": "torch-cuda",
+}
+BACKEND_CHOICES: tuple[str, ...] = ("auto", "trt", "onnxruntime", "torch", *AUTO_ORDER)
+
+
+# --------------------------------------------------------------------------------------------
+# What a backend loads
+
+
+@dataclass
+class ModelSource:
+    """A trained ensemble and what is needed to feed it: students (for PyTorch and for export),
+    or an exported ONNX file (for ONNX Runtime and TensorRT), class names, input spec, rule."""
+
+    class_names: list[str]
+    spec: Any  # xmkd.preprocess.InputSpec
+    rule: str = "mean"
+    students: list[nn.Module] = field(default_factory=list)
+    checkpoint: Path | None = None
+    onnx_path: Path | None = None
+    exporter: str = "dynamo"
+    #: What an export records about the checkpoint (engines.export.checkpoint_metadata).
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, rule: str | None = None, window: int | None = None
+    ) -> ModelSource:
+        """Students of a checkpoint (``xmkd.checkpoint.load_students``); ``window`` overrides the
+        spec's window (only architectures without a fixed window accept another one)."""
+        from engines.export import checkpoint_metadata
+        from xmkd.checkpoint import load_students
+
+        students, meta = load_students(path)
+        spec = meta.spec()
+        if window is not None and window != spec.window:
+            spec = spec.replace(window=int(window))
+        source = cls(
+            class_names=list(meta.class_names),
+            spec=spec,
+            rule=rule or meta.ensemble,
+            students=students,
+            checkpoint=Path(path),
+            info=checkpoint_metadata(meta),
+        )
+        source.ensemble()  # validates the rule and the window now, not at first use
+        return source
+
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> ModelSource:
+        """An ONNX file exported by :mod:`engines.export` (its metadata has names and spec)."""
+        from engines.export import read_metadata
+        from xmkd.preprocess import InputSpec
+
+        info = read_metadata(path)
+        if "class_names" not in info or "input_spec" not in info:
+            raise XmkdError(
+                f"{path}: has no xmkd metadata (class names, input spec); export it with "
+                "`xmkd export CHECKPOINT --format onnx`"
+            )
+        return cls(
+            class_names=list(info["class_names"]),
+            spec=InputSpec.from_dict(info["input_spec"]),
+            rule=info.get("ensemble", "mean"),
+            onnx_path=Path(path),
+        )
+
+    @property
+    def window(self) -> int:
+        return int(self.spec.window)
+
+    def ensemble(self) -> nn.Module:
+        from engines.export import Ensemble
+
+        if not self.students:
+            raise XmkdError(
+                f"{self.onnx_path}: an ONNX file runs only on onnxruntime or tensorrt; "
+                "PyTorch needs the checkpoint"
+            )
+        ensemble = Ensemble(self.students, self.rule).eval()
+        fixed = ensemble.fixed_window
+        if fixed is not None and fixed != self.window:
+            raise XmkdError(f"these students need windows of {fixed} frames, not {self.window}")
+        return ensemble
+
+    def onnx_file(self) -> Path:
+        """The ONNX file of this ensemble: the given one, or a checked export of the checkpoint
+        cached under ``$XMKD_CACHE/onnx`` (keyed by the checkpoint's bytes, window and rule)."""
+        if self.onnx_path is not None:
+            return self.onnx_path
+        from engines.export import export_checked
+        from engines.tensorrt import cache_dir, file_sha256
+
+        assert self.checkpoint is not None
+        digest = hashlib.sha256(
+            f"{file_sha256(self.checkpoint)}|{self.window}|{self.rule}|{self.exporter}".encode()
+        ).hexdigest()[:24]
+        target = cache_dir() / "onnx" / f"{self.checkpoint.stem}-{digest}.onnx"
+        if not target.is_file():
+            export_checked(
+                self.ensemble(),
+                target,
+                self.window,
+                rule=self.rule,  # type: ignore[arg-type]
+                persons=self.spec.num_persons,
+                exporter=self.exporter,  # type: ignore[arg-type]
+                metadata={**self.info, "input_spec": self.spec.to_dict()},
+            )
+        self.onnx_path = target
+        return target
+
+
+# --------------------------------------------------------------------------------------------
+# Latency
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of ``classify`` calls in milliseconds (over the last ``count`` calls)."""
+
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> LatencyStats:
+        if not len(seconds):
+            return cls(0, float("nan"), float("nan"), float("nan"))
+        ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+        return cls(
+            len(ms), float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+        )
+
+    def __str__(self) -> str:
+        return f"p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms over {self.count} calls"
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+
+
+class Backend(abc.ABC):
+    """Classifies batches of preprocessed windows; records the latency of each call."""
+
+    name: str = "backend"
+
+    def __init__(self, history: int = 1000):
+        self.source: ModelSource | None = None
+        self._times: deque[float] = deque(maxlen=history)
+
+    @abc.abstractmethod
+    def load(self, source: ModelSource) -> Backend:
+        """Prepare the model for inference; returns self."""
+
+    @abc.abstractmethod
+    def _run(self, windows: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names if self.source else []
+
+    def classify(self, windows: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(N, 3, T, 25, M) float32 windows -> (N, classes) float32 probabilities."""
+        if self.source is None:
+            raise XmkdError(f"the {self.name} backend has no model loaded (call load first)")
+        if isinstance(windows, torch.Tensor):
+            windows = windows.detach().cpu().numpy()
+        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        if windows.ndim != 5 or windows.shape[1] != 3 or windows.shape[3] != 25:
+            raise XmkdError(f"expected windows (N, 3, T, 25, M), got shape {windows.shape}")
+        start = time.perf_counter()
+        probs = self._run(windows)
+        self._times.append(time.perf_counter() - start)
+        return np.asarray(probs, dtype=np.float32)
+
+    def warm_up(self, iterations: int = 3, batch: int = 1) -> None:
+        """Run a few inferences (lazy initialisation, autotuning) and forget their latency."""
+        if self.source is None:
+            raise XmkdError(f"the {self.name} backend has no model loaded (call load first)")
+        spec = self.source.spec
+        x = np.zeros((batch, 3, spec.window, 25, spec.num_persons), dtype=np.float32)
+        for _ in range(iterations):
+            self.classify(x)
+        self._times.clear()
+
+    def latency(self) -> LatencyStats:
+        return LatencyStats.of(list(self._times))
+
+    def reset_latency(self) -> None:
+        self._times.clear()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class TorchBackend(Backend):
+    """PyTorch eager on CPU or CUDA."""
+
+    def __init__(self, device: str = "cpu"):
+        super().__init__()
+        if device == "cuda" and not torch.cuda.is_available():
+            raise XmkdError("the torch-cuda backend needs a CUDA GPU; none is visible to torch")
+        self.device = torch.device(device)
+        self.name = f"torch-{self.device.type}"
+        self.model: nn.Module | None = None
+
+    def load(self, source: ModelSource) -> TorchBackend:
+        self.model = source.ensemble().to(self.device)
+        self.source = source
+        return self
+
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        assert self.model is not None
+        with torch.inference_mode():
+            x = torch.from_numpy(windows).to(self.device, non_blocking=True)
+            return self.model(x).float().cpu().numpy()
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime with the CPU or the CUDA execution provider."""
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        super().__init__()
+        from xmkd.errors import require
+
+        self.ort = require("onnxruntime", "onnx", "The onnxruntime backend")
+        self.device = device
+        self.name = f"onnxruntime-{device}"
+        self.threads = threads
+        if device == "cuda" and not _ort_cuda_available():
+            raise XmkdError(
+                "onnxruntime has no usable CUDA execution provider here (it needs the "
+                "onnxruntime-gpu package and a CUDA GPU); use onnxruntime-cpu"
+            )
+        self.session: Any = None
+
+    def load(self, source: ModelSource) -> OnnxRuntimeBackend:
+        path = source.onnx_file()
+        options = self.ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        providers = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = self.ort.InferenceSession(str(path), options, providers=providers)
+        if self.device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise XmkdError("onnxruntime could not start its CUDA execution provider")
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.source = source
+        return self
+
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: windows})[0]
+
+
+class TensorRTBackend(Backend):
+    """A TensorRT engine built from the exported ONNX (cached), run on its own CUDA stream."""
+
+    name = "tensorrt"
+
+    def __init__(self, precision: str = "fp32", max_batch: int = 8):
+        super().__init__()
+        from engines.tensorrt import load_tensorrt
+
+        self.trt = load_tensorrt()
+        if not torch.cuda.is_available():
+            from engines.tensorrt import TRT_HINT
+
+            raise XmkdError(f"TensorRT needs a CUDA GPU and none is visible to torch; {TRT_HINT}")
+        self.precision = precision
+        self.max_batch = max_batch
+        self.runner: Any = None
+        self.plan_path: Path | None = None
+        self.built_now = False
+
+    def load(self, source: ModelSource) -> TensorRTBackend:
+        from engines.tensorrt import TrtRunner, build_or_load_engine, profile_for_onnx
+
+        path = source.onnx_file()
+        profile = profile_for_onnx(path, source.window, max_batch=self.max_batch)
+        plan, self.plan_path, self.built_now = build_or_load_engine(
+            path,
+            profile,
+            self.precision,
+            trt=self.trt,  # type: ignore[arg-type]
+        )
+        self.runner = TrtRunner(plan, trt=self.trt)
+        self.source = source
+        return self
+
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        return self.runner(torch.from_numpy(windows)).float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# Selection
+
+
+def _ort_cuda_available() -> bool:
+    if importlib.util.find_spec("onnxruntime") is None or not torch.cuda.is_available():
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def availability() -> dict[str, str | None]:
+    """Each concrete backend -> None when it can run here, else the reason it cannot."""
+    cuda = torch.cuda.is_available()
+    no_gpu = "no CUDA GPU is visible to torch"
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    has_onnx = importlib.util.find_spec("onnx") is not None
+    no_ort = 'onnxruntime/onnx are not installed (pip install "xmkd[onnx]")'
+    reasons: dict[str, str | None] = {}
+    if importlib.util.find_spec("tensorrt") is None:
+        reasons["tensorrt"] = "the tensorrt package is not installed"
+    else:
+        reasons["tensorrt"] = None if cuda and has_onnx else (no_gpu if not cuda else no_ort)
+    if not (has_ort and has_onnx):
+        reasons["onnxruntime-cuda"] = no_ort
+        reasons["onnxruntime-cpu"] = no_ort
+    else:
+        reasons["onnxruntime-cuda"] = (
+            None if _ort_cuda_available() else "onnxruntime has no CUDA execution provider or GPU"
+        )
+        reasons["onnxruntime-cpu"] = None
+    reasons["torch-cuda"] = None if cuda else no_gpu
+    reasons["torch-cpu"] = None
+    return reasons
+
+
+def resolve_backend(name: str, source: ModelSource | None = None) -> str:
+    """The concrete backend ``name`` means here (``auto``, ``torch``, ``onnxruntime`` pick the
+    best available variant). A source with only an ONNX file excludes the PyTorch backends."""
+    if name not in ALIASES:
+        raise XmkdError(f"unknown engine {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    reasons = availability()
+    if source is not None and not source.students:
+        for key in ("torch-cuda", "torch-cpu"):
+            reasons[key] = "PyTorch needs the checkpoint, not an ONNX file"
+    target = ALIASES[name]
+    if target is not None:
+        if reasons[target] is not None:
+            raise XmkdError(f"the {target} engine is not available: {reasons[target]}")
+        return target
+    family = {"auto": "", "onnxruntime": "onnxruntime", "ort": "onnxruntime", "torch": "torch"}
+    candidates = [b for b in AUTO_ORDER if b.startswith(family[name])]
+    for candidate in candidates:
+        if reasons[candidate] is None:
+            return candidate
+    why = "; ".join(f"{c}: {reasons[c]}" for c in candidates)
+    raise XmkdError(f"no {name} engine can run here ({why})")
+
+
+def create_backend(name: str, precision: str = "fp32") -> Backend:
+    """An unloaded backend for a concrete name (see :data:`AUTO_ORDER`)."""
+    if name == "tensorrt":
+        return TensorRTBackend(precision=precision)
+    if precision != "fp32":
+        raise XmkdError(f"--fp16 is for the TensorRT engine; {name} runs FP32")
+    if name.startswith("onnxruntime-"):
+        return OnnxRuntimeBackend(device=name.split("-", 1)[1])
+    if name.startswith("torch-"):
+        return TorchBackend(device=name.split("-", 1)[1])
+    raise XmkdError(f"unknown engine {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+
+
+def open_backend(name: str, source: ModelSource, precision: str = "fp32") -> Backend:
+    """Resolve ``name`` (``auto`` etc.), create the backend and load ``source`` into it."""
+    return create_backend(resolve_backend(name, source), precision).load(source)
