@@ -207,6 +207,20 @@ def test_stgcn_loads_reference_checkpoint_and_gives_reference_outputs(tmp_path):
     torch.testing.assert_close(ours, stgcn_reference_forward(loaded, x), rtol=1e-4, atol=1e-5)
 
 
+def test_stgcn_loads_checkpoint_without_num_batches_tracked(tmp_path):
+    # Checkpoints saved by PyTorch < 0.4.1 (like the published ST-GCN ones) lack this buffer.
+    sd = random_state_dict(stgcn_reference_shapes(10), seed=2)
+    sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    sd["A"] = STGCN(num_class=10, width=0.125).A.clone()
+    assert len(sd) == 172 - 23  # 23 BatchNorm layers
+    model = build_student("stgcn", 10)
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    x = torch.randn(1, 3, 8, 25, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), stgcn_reference_forward(sd, x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("n,t,m", [(1, 16, 2), (3, 20, 1), (2, 7, 2)])
 def test_stgcn_forward_shapes(n, t, m):
     model = build_student("stgcn", 7, width=0.125).eval()

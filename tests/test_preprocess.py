@@ -204,3 +204,15 @@ def test_batched_torch_path_matches_numpy(spec):
     assert got.shape == (4, 3, spec.window, 25, 2)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     assert np.all(got[3] == 0)  # a clip without frames gives an empty window
+
+
+def test_student_kwargs_make_hcn_accept_the_spec_window():
+    from xmkd.models import build_student
+    from xmkd.preprocess import student_kwargs
+
+    spec = default_input_spec("hcn", window=16)
+    model = build_student("hcn", 3, width=0.25, **student_kwargs("hcn", spec)).eval()
+    window = prepare_window(make_clip(valid=40), 40, spec)
+    with torch.no_grad():
+        assert model(torch.from_numpy(window)[None]).shape == (1, 3)
+    assert student_kwargs("stgcn", default_input_spec("stgcn")) == {}

@@ -158,6 +158,11 @@ def default_input_spec(arch: str, **overrides: Any) -> InputSpec:
     return spec.replace(**overrides) if overrides else spec
 
 
+def student_kwargs(arch: str, spec: InputSpec) -> dict[str, Any]:
+    """Constructor options a student needs to accept windows of ``spec`` (HCN's window_size)."""
+    return {"window_size": spec.window} if arch == "hcn" else {}
+
+
 # ---------------------------------------------------------------------------------------------
 # Temporal fitting
 def crop_range(
