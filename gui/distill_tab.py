@@ -1,0 +1,381 @@
+"""Distill tab: set up and run ``xmkd distill`` in a separate process, follow its JSON-lines
+progress (progress bar with ETA, live curves of the losses, the agreement with the teacher and
+the validation accuracy), cancel it cleanly, resume it, and export / build the engine with one
+click when it ends.
+
+Training runs as a child process (QProcess), never in the GUI process: a crash there ends only
+that process, and its last error line is shown here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.curves import Curves
+from gui.workers import JsonLinesProcess, xmkd_command
+
+ARCH_CHOICES = ("stgcn", "hcn", "stgcn + hcn (alternating)")
+LOSS_CHOICES = (
+    "CE + mutual (paper)",
+    "CE (ensemble, no mutual)",
+    "KL with tau",
+    "full supervision",
+)
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "ETA --"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"ETA {h:d}:{m:02d}:{s:02d}" if h else f"ETA {m:d}:{s:02d}"
+
+
+def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    button.setFixedWidth(28)
+    row.addWidget(button)
+    return row
+
+
+class DistillTab(QWidget):
+    def __init__(self, parent: QWidget | None = None, program: tuple[str, list[str]] | None = None):
+        super().__init__(parent)
+        #: (program, leading args) that run the ``xmkd`` CLI; tests may point it elsewhere
+        self.program = program or xmkd_command()
+        self.job = JsonLinesProcess(self)
+        self.job.event.connect(self.on_event)
+        self.job.output.connect(self._log_line)
+        self.job.finished.connect(self._job_finished)
+        self.job_kind = ""  # "distill" | "export" | "engine"
+        self.events: list[dict[str, Any]] = []
+        self.finished_ok = False
+
+        form_box = QGroupBox("Distillation")
+        form = QFormLayout(form_box)
+        self.data_kind = QComboBox()
+        self.data_kind.addItems(["sessions", "packed NTU"])
+        form.addRow("data", self.data_kind)
+        self.data_path = QLineEdit()
+        self.data_path.setPlaceholderText("session folders (separate with ;) or packed NTU folder")
+        self.data_browse = QPushButton("…")
+        form.addRow("path(s)", _path_row(self.data_path, self.data_browse))
+        self.labels = QLineEdit()
+        self.labels.setPlaceholderText("teacher label cache (from xmkd label)")
+        self.labels_browse = QPushButton("…")
+        form.addRow("teacher labels", _path_row(self.labels, self.labels_browse))
+        self.arch = QComboBox()
+        self.arch.addItems(ARCH_CHOICES)
+        form.addRow("students", self.arch)
+        self.k = QSpinBox()
+        self.k.setRange(1, 8)
+        self.k.setValue(2)
+        form.addRow("K", self.k)
+        self.width = QDoubleSpinBox()
+        self.width.setRange(0.05, 1.0)
+        self.width.setSingleStep(0.05)
+        self.width.setValue(1.0)
+        self.width.setToolTip("student width (1 = the reference size; smaller for CPU runs)")
+        form.addRow("width", self.width)
+        self.loss = QComboBox()
+        self.loss.addItems(LOSS_CHOICES)
+        form.addRow("loss", self.loss)
+        self.tau = QDoubleSpinBox()
+        self.tau.setRange(0.5, 50.0)
+        self.tau.setValue(10.0)
+        form.addRow("KL tau", self.tau)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(0, 1000)
+        self.epochs.setSpecialValueText("reference")
+        self.epochs.setValue(0)
+        form.addRow("epochs", self.epochs)
+        self.batch = QSpinBox()
+        self.batch.setRange(0, 4096)
+        self.batch.setSpecialValueText("reference")
+        form.addRow("batch size", self.batch)
+        self.device = QComboBox()
+        self.device.addItems(DEVICE_CHOICES)
+        form.addRow("device", self.device)
+        self.out_dir = QLineEdit(str(Path("runs") / "distill"))
+        self.out_browse = QPushButton("…")
+        form.addRow("output", _path_row(self.out_dir, self.out_browse))
+        self.trt = QCheckBox("TensorRT engine too (needs a GPU)")
+        form.addRow("export", self.trt)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_button = QPushButton("Resume")
+        self.export_button = QPushButton("Export / build engine")
+        for b in (self.start_button, self.cancel_button, self.resume_button):
+            buttons.addWidget(b)
+        left = QVBoxLayout()
+        left.addWidget(form_box)
+        left.addLayout(buttons)
+        left.addWidget(self.export_button)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        left.addWidget(QLabel("Output"))
+        left.addWidget(self.log, 1)
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setMaximumWidth(420)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.progress.setTextVisible(True)
+        self.eta = QLabel("ETA --")
+        self.rate = QLabel("")
+        prow = QHBoxLayout()
+        prow.addWidget(self.progress, 1)
+        prow.addWidget(self.eta)
+        prow.addWidget(self.rate)
+        self.curves = Curves()
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b00;")
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        right = QVBoxLayout()
+        right.addLayout(prow)
+        right.addWidget(self.curves, 1)
+        right.addWidget(self.error)
+        right_widget = QWidget()
+        right_widget.setLayout(right)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left_widget)
+        self.splitter.addWidget(right_widget)
+        self.splitter.setStretchFactor(1, 1)
+        outer = QVBoxLayout(self)
+        outer.addWidget(self.splitter)
+
+        self.start_button.clicked.connect(lambda: self.start(resume=False))
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button.clicked.connect(self.export)
+        self.data_browse.clicked.connect(self._browse_data)
+        self.labels_browse.clicked.connect(self._browse_labels)
+        self.out_browse.clicked.connect(self._browse_out)
+        self.loss.currentIndexChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    # ---- settings --------------------------------------------------------------------------
+    def persistent_widgets(self) -> dict[str, QWidget]:
+        return {
+            "data_kind": self.data_kind,
+            "data_path": self.data_path,
+            "labels": self.labels,
+            "arch": self.arch,
+            "k": self.k,
+            "width": self.width,
+            "loss": self.loss,
+            "tau": self.tau,
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "device": self.device,
+            "out_dir": self.out_dir,
+            "trt": self.trt,
+        }
+
+    # ---- command lines -----------------------------------------------------------------------
+    def students(self) -> list[str]:
+        k = self.k.value()
+        choice = self.arch.currentText()
+        if choice.startswith("stgcn +"):
+            return [("stgcn", "hcn")[i % 2] for i in range(k)]
+        return [choice] * k
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.out_dir.text()) / "checkpoint.pt"
+
+    def distill_args(self, resume: bool = False) -> list[str]:
+        """The ``xmkd distill`` arguments for the form (progress as JSON lines on stdout)."""
+        args = ["distill"]
+        paths = [p.strip() for p in self.data_path.text().split(";") if p.strip()]
+        if self.data_kind.currentText() == "sessions":
+            if paths:
+                args += ["--sessions", *paths]
+        elif paths:
+            args += ["--packed", paths[0]]
+        if self.labels.text().strip():
+            args += ["--labels", self.labels.text().strip()]
+        args += ["--students", *self.students()]
+        if self.width.value() < 1.0:
+            args += ["--width", f"{self.width.value():g}"]
+        loss = self.loss.currentIndex()
+        args += ["--supervision", ("ce", "ce", "kl", "full")[loss]]
+        if loss in (1, 2):
+            args += ["--no-mutual"]
+        if loss == 2:
+            args += ["--kd-tau", f"{self.tau.value():g}"]
+        if self.epochs.value():
+            args += ["--epochs", str(self.epochs.value())]
+        if self.batch.value():
+            args += ["--batch-size", str(self.batch.value())]
+        args += ["--device", self.device.currentText(), "--out", self.out_dir.text()]
+        args += ["--progress-json", "-"]
+        if resume:
+            args += ["--resume"]
+        return args
+
+    # ---- running -----------------------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        if self.job.is_running():
+            return
+        if not resume:
+            self.curves.clear()
+            self.events.clear()
+        self.error.setText("")
+        self.finished_ok = False
+        args = self.distill_args(resume)
+        self._run("distill", args)
+        self.progress.setFormat("resuming…" if resume else "starting…")
+
+    def _run(self, kind: str, args: list[str]) -> None:
+        program, lead = self.program
+        self.job_kind = kind
+        self.log.appendPlainText(f"$ xmkd {' '.join(args)}")
+        self.job.start(program, [*lead, *args], env={"PYTHONUNBUFFERED": "1"})
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        if self.job.is_running():
+            self.progress.setFormat("cancelling…")
+            self.job.cancel()
+
+    def export(self) -> None:
+        """Export the trained ensemble to ONNX (and a TensorRT engine when asked)."""
+        if self.job.is_running():
+            return
+        fmt = "tensorrt" if self.trt.isChecked() else "onnx"
+        args = ["export", str(self.checkpoint_path()), "--format", fmt]
+        self.error.setText("")
+        self._run("export", args)
+        self.progress.setFormat(f"exporting ({fmt})…")
+        self.progress.setRange(0, 0)  # busy indicator: export reports no steps
+
+    @Slot(dict)
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Apply one progress event of ``xmkd distill --progress-json``."""
+        if self.job_kind != "distill":
+            return
+        self.events.append(event)
+        kind = event.get("event", "")
+        epoch = event.get("epoch")
+        epochs = event.get("epochs")
+        step, steps = event.get("step"), event.get("steps")
+        if epoch is not None and epochs:
+            # epoch is 0-based in progress (within-epoch fraction from step/steps)
+            frac = (step / steps) if step is not None and steps else 0.0
+            done = (epoch + (1.0 if kind == "epoch_end" else frac)) / epochs
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(round(1000 * min(1.0, done))))
+            self.progress.setFormat(f"epoch {epoch + 1}/{epochs}  %p%")
+        if "eta_s" in event:
+            self.eta.setText(format_eta(event.get("eta_s")))
+        if event.get("samples_per_s") is not None:
+            self.rate.setText(f"{event['samples_per_s']:.0f} samples/s")
+        x = event.get("epoch_float")
+        if x is None and epoch is not None:
+            x = epoch + 1 if kind == "epoch_end" else epoch + (step / steps if steps else 0)
+        if x is None:
+            return
+        for name, value in (event.get("losses") or {}).items():
+            if value is not None:
+                self.curves.add("loss", name, x, value)
+        agreement = event.get("teacher_agreement")
+        if agreement is not None:
+            self.curves.add("teacher agreement", "students vs teacher", x, agreement)
+        val = event.get("val_accuracy")
+        if isinstance(val, dict):
+            for name, value in val.items():
+                if value is not None:
+                    self.curves.add("validation accuracy", name, x, value)
+        elif val is not None:
+            self.curves.add("validation accuracy", "ensemble", x, val)
+        if kind == "error" and event.get("message"):
+            self.error.setText(str(event["message"]))
+
+    @Slot(str)
+    def _log_line(self, line: str) -> None:
+        self.log.appendPlainText(line)
+
+    @Slot(int, str)
+    def _job_finished(self, code: int, message: str) -> None:
+        kind = self.job_kind
+        self.progress.setRange(0, 1000)
+        if message:
+            self.error.setText(f"xmkd {kind}: {message}")
+            self.progress.setFormat(f"{kind} {'cancelled' if message == 'cancelled' else 'failed'}")
+        else:
+            if kind == "distill":
+                self.finished_ok = True
+                self.progress.setValue(1000)
+                self.progress.setFormat("finished: ready to export")
+                self.eta.setText("ETA 0:00")
+            else:
+                self.progress.setValue(1000)
+                self.progress.setFormat(f"{kind} done")
+        self.log.appendPlainText(f"[{kind} ended with exit code {code}]")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        running = self.job.is_running()
+        self.start_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running and self.checkpoint_path().exists())
+        self.cancel_button.setEnabled(running)
+        self.export_button.setEnabled(not running and self.checkpoint_path().exists())
+        self.tau.setEnabled(self.loss.currentIndex() == 2)
+
+    def shutdown(self) -> None:
+        """Window closing: stop the child (it checkpoints every epoch) without waiting long."""
+        if self.job.is_running():
+            self.job.cancel()
+            self.job.process.waitForFinished(3000)
+            if self.job.is_running():
+                self.job.process.kill()
+                self.job.process.waitForFinished(1000)
+
+    # ---- browse ------------------------------------------------------------------------------
+    def _browse_data(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Session or packed NTU folder")
+        if path:
+            current = self.data_path.text().strip()
+            sessions = self.data_kind.currentText() == "sessions"
+            self.data_path.setText(f"{current};{path}" if current and sessions else path)
+
+    def _browse_labels(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Teacher label cache")
+        if path:
+            self.labels.setText(path)
+
+    def _browse_out(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Output folder")
+        if path:
+            self.out_dir.setText(path)

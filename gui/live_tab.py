@@ -1,0 +1,291 @@
+"""Live tab: a capture source and an engine, the skeleton view, the top-5 class probabilities, a
+timeline of predicted labels and latency / fps readouts.
+
+The capture loop runs in a :class:`gui.workers.SourceWorker` thread and hands each frame to the
+engines' streaming classifier (``engines.streaming.StreamingClassifier``), which runs the model
+on its own worker thread; its predictions come back to the UI as queued signals.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.prob_bars import ProbBars
+from gui.skeleton_view import SkeletonView
+from gui.source_picker import SourcePicker
+from gui.timeline import Timeline
+from gui.workers import LatestSlot, SourceWorker, start_in_thread
+
+ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+class PredictionRelay(QObject):
+    """Receives the classifier's predictions in whatever thread it calls from and hands the
+    newest one to the UI thread (one queued signal per prediction the UI will show)."""
+
+    ready = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slot = LatestSlot()
+        self.count = 0
+
+    def __call__(self, prediction: Any) -> None:
+        self.count += 1
+        if self.slot.put(prediction):
+            self.ready.emit()
+
+
+class LiveWorker(SourceWorker):
+    """A SourceWorker that first builds the streaming classifier (loading a model is file and
+    compute work, so it happens in this thread too) and feeds it every frame."""
+
+    classifier_ready = Signal(str)
+
+    def __init__(self, spec: str, model: str, engine: str, stride: int, relay: PredictionRelay):
+        super().__init__(spec)
+        self.model = model
+        self.engine = engine
+        self.stride = stride
+        self.relay = relay
+        self.classifier: Any = None
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            from engines.streaming import StreamingClassifier
+
+            self.classifier = StreamingClassifier.from_model(
+                self.model, backend=self.engine, stride=self.stride, on_prediction=self.relay
+            )
+            self.consumers = [self.classifier.push]
+            self.classifier_ready.emit(str(getattr(self.classifier, "description", self.model)))
+        except Exception as exc:
+            from gui.workers import describe_error
+
+            self.error.emit(describe_error(exc))
+            self.finished.emit()
+            return
+        try:
+            super().run()
+        finally:
+            self.classifier.close()
+
+
+class LiveTab(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.worker: LiveWorker | None = None
+        self.relay: PredictionRelay | None = None
+        self.predictions = 0
+        self._t0 = time.monotonic()
+
+        source_box = QGroupBox("Source")
+        sl = QVBoxLayout(source_box)
+        self.picker = SourcePicker()
+        sl.addWidget(self.picker)
+        engine_box = QGroupBox("Engine")
+        ef = QFormLayout(engine_box)
+        mrow = QHBoxLayout()
+        self.model_path = QLineEdit()
+        self.model_path.setPlaceholderText("students checkpoint (.pt), .onnx or TensorRT engine")
+        self.model_browse = QPushButton("…")
+        self.model_browse.setFixedWidth(28)
+        mrow.addWidget(self.model_path, 1)
+        mrow.addWidget(self.model_browse)
+        ef.addRow("model", mrow)
+        self.engine = QComboBox()
+        self.engine.addItems(ENGINES)
+        ef.addRow("backend", self.engine)
+        self.stride = QSpinBox()
+        self.stride.setRange(1, 120)
+        self.stride.setValue(5)
+        self.stride.setToolTip("run the model every k frames")
+        ef.addRow("every k frames", self.stride)
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        self.engine_status = QLabel("")
+        self.engine_status.setWordWrap(True)
+        controls = QVBoxLayout()
+        controls.addWidget(source_box)
+        controls.addWidget(engine_box)
+        controls.addLayout(buttons)
+        controls.addWidget(self.engine_status)
+        controls.addStretch(1)
+        left = QWidget()
+        left.setLayout(controls)
+        left.setMaximumWidth(380)
+
+        self.skeleton = SkeletonView()
+        self.current = QLabel("–")
+        self.current.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.current.setStyleSheet("font-size: 20pt; font-weight: bold;")
+        self.bars = ProbBars(5)
+        self.timeline = Timeline(30.0)
+        self.readout = QLabel("latency – ms   ·   capture – fps   ·   predictions –/s")
+        self.readout.setObjectName("readout")
+        right = QVBoxLayout()
+        right.addWidget(self.skeleton, 3)
+        right.addWidget(self.current)
+        right.addWidget(self.bars, 1)
+        right.addWidget(self.timeline)
+        right.addWidget(self.readout)
+        right_widget = QWidget()
+        right_widget.setLayout(right)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right_widget)
+        self.splitter.setStretchFactor(1, 1)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b00;")
+        outer = QVBoxLayout(self)
+        outer.addWidget(self.splitter, 1)
+        outer.addWidget(self.message)
+
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.model_browse.clicked.connect(self._browse_model)
+        self.picker.message.connect(self.show_message)
+        self._fps = 0.0
+        self._latency_ms: float | None = None
+        self._update_buttons()
+
+    def persistent_widgets(self) -> dict[str, QWidget]:
+        return {
+            "source_kind": self.picker.kind,
+            "source_path": self.picker.path,
+            "model_path": self.model_path,
+            "engine": self.engine,
+            "stride": self.stride,
+        }
+
+    def _browse_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Model", "", "Checkpoints and exports (*.pt *.onnx *.engine)"
+        )
+        if path:
+            self.model_path.setText(path)
+
+    def is_running(self) -> bool:
+        return self.worker is not None
+
+    def start(self) -> None:
+        if self.worker is not None:
+            return
+        model = self.model_path.text().strip()
+        if not model or not Path(model).exists():
+            self.show_message(
+                f"choose a model first (not found: {model!r})"
+                if model
+                else "choose a model (checkpoint, .onnx or engine) first"
+            )
+            return
+        self.show_message("")
+        self.timeline.clear()
+        self.bars.clear()
+        self.predictions = 0
+        self._t0 = time.monotonic()
+        self.relay = PredictionRelay()
+        self.relay.ready.connect(self._show_prediction)
+        worker = LiveWorker(
+            self.picker.spec(), model, self.engine.currentText(), self.stride.value(), self.relay
+        )
+        worker.frame_ready.connect(self._show_frame)
+        worker.stats.connect(self._show_stats)
+        worker.error.connect(self.show_message)
+        worker.classifier_ready.connect(self.engine_status.setText)
+        worker.finished.connect(self._worker_finished)
+        self.worker = worker
+        self.engine_status.setText("loading the model…")
+        start_in_thread(worker, self)
+        self._update_buttons()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def shutdown(self, timeout_ms: int = 3000) -> None:
+        worker = self.worker
+        self.stop()
+        if worker is not None:
+            thread = getattr(worker, "_thread", None)
+            try:
+                if thread is not None:
+                    thread.wait(timeout_ms)
+            except RuntimeError:
+                pass
+
+    @Slot()
+    def _worker_finished(self) -> None:
+        self.worker = None
+        self._update_buttons()
+
+    @Slot()
+    def _show_frame(self) -> None:
+        if self.worker is None:
+            return
+        view = self.worker.slot.take()
+        if view is not None:
+            self.skeleton.set_bodies(view.joints)
+
+    @Slot(dict)
+    def _show_stats(self, stats: dict) -> None:
+        self._fps = stats.get("fps", 0.0)
+        self._refresh_readout()
+
+    @Slot()
+    def _show_prediction(self) -> None:
+        relay = self.relay
+        if relay is None:
+            return
+        prediction = relay.slot.take()
+        if prediction is None:
+            return
+        self.predictions += 1
+        top = list(prediction.topk)
+        self.bars.set_probabilities(top)
+        if top:
+            self.current.setText(f"{top[0][0]}  ({100 * top[0][1]:.0f}%)")
+            self.timeline.add(prediction.timestamp, top[0][0])
+        self._latency_ms = prediction.latency_ms
+        self._refresh_readout()
+
+    def _refresh_readout(self) -> None:
+        elapsed = max(1e-6, time.monotonic() - self._t0)
+        latency = f"{self._latency_ms:.0f}" if self._latency_ms is not None else "–"
+        self.readout.setText(
+            f"latency {latency} ms   ·   capture {self._fps:.1f} fps   ·   "
+            f"predictions {self.predictions / elapsed:.1f}/s"
+        )
+
+    @Slot(str)
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+
+    def _update_buttons(self) -> None:
+        running = self.worker is not None
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.picker.setEnabled(not running)
