@@ -35,31 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engines.choices import ALIASES, AUTO_ORDER, BACKEND_CHOICES
 from xmkd.errors import XmkdError
-
-#: The order ``auto`` tries, best first.
-AUTO_ORDER: tuple[str, ...] = (
-    "tensorrt",
-    "onnxruntime-cuda",
-    "torch-cuda",
-    "onnxruntime-cpu",
-    "torch-cpu",
-)
-#: Accepted backend names and what they resolve to (None: decided by what is available).
-ALIASES: dict[str, str | None] = {
-    "auto": None,
-    "trt": "tensorrt",
-    "tensorrt": "tensorrt",
-    "onnxruntime": None,
-    "ort": None,
-    "onnxruntime-cpu": "onnxruntime-cpu",
-    "onnxruntime-cuda": "onnxruntime-cuda",
-    "torch": None,
-    "torch-cpu": "torch-cpu",
-    "torch-cuda": "torch-cuda",
-}
-BACKEND_CHOICES: tuple[str, ...] = ("auto", "trt", "onnxruntime", "torch", *AUTO_ORDER)
-
 
 # --------------------------------------------------------------------------------------------
 # What a backend loads

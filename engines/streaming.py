@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engines.choices import SMOOTHING_CHOICES
 from xmkd.errors import XmkdError
 
 Smoothing = Literal["none", "ema", "mean"]
-SMOOTHING_CHOICES: tuple[str, ...] = ("none", "ema", "mean")
 
 
 @dataclass
