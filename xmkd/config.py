@@ -190,8 +190,11 @@ class TeacherConfig:
     backbone: str = "resnet18"
     #: a torchvision-layout ImageNet state_dict to start from (no download at run time)
     pretrained: str | None = None
-    dropout: float = 0.8
-    partial_bn: bool = True
+    #: None: the modality's TSN default (0.8 RGB/RGB-diff, 0.7 flow)
+    dropout: float | None = None
+    #: TSN's partial BN; None: on with pre-trained weights, off from scratch (frozen random BN
+    #: statistics would never adapt)
+    partial_bn: bool | None = None
     epochs: int = 80
     batch_size: int = 128
     optim: OptimConfig = field(
@@ -218,7 +221,7 @@ class TeacherConfig:
     def for_modality(cls, modality: str, **overrides: Any) -> TeacherConfig:
         """TSN's reference recipe for a modality (flow: 340 epochs, steps 190/300, dropout 0.7)."""
         if modality == "flow":
-            base = cls(modality="flow", dropout=0.7, epochs=340)
+            base = cls(modality="flow", epochs=340)
             base.optim.milestones = [190, 300]
         else:
             base = cls(modality=modality)
