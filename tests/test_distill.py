@@ -127,3 +127,40 @@ def test_full_supervision_with_noise_and_missing_inputs(tmp_path, data):
             teacher_logits=teacher,
             resume=True,
         )
+
+
+def test_evaluation_outputs(tmp_path):
+    import numpy as np
+
+    from xmkd.evaluate import ensemble_probs, save_report, score_students
+
+    # two students on 6 samples of 3 classes, logits chosen so the numbers are known
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    a = np.array([[5, 0, 0], [5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 0, 5], [0, 5, 0]], float)
+    b = np.array([[5, 0, 0], [0, 5, 0], [0, 5, 0], [0, 5, 0], [0, 0, 5], [0, 0, 5]], float)
+    report = score_students([a, b], labels, ["x", "y", "z"], top_k=2)
+    s0, s1 = report.students
+    assert s0.top1 == pytest.approx(4 / 6) and s1.top1 == pytest.approx(5 / 6)
+    assert s0.per_class == [1.0, 0.5, 0.5]
+    assert s0.confusion.tolist() == [[2, 0, 0], [1, 1, 0], [0, 1, 1]]
+    assert s0.confusion.sum() == 6 and (s0.confusion.sum(axis=1) == [2, 2, 2]).all()
+    # mean of the probabilities: where the two disagree with equal confidence, ties go to the
+    # lower class index (argmax), so sample 1 -> 0 (right), 3 -> 0 (wrong), 5 -> 1 (wrong)
+    assert report.ensembles["mean"].top1 == pytest.approx(4 / 6)
+    assert report.ensembles["max"].count == 6
+    p = np.array([[[0.6, 0.4]], [[0.1, 0.9]]])
+    assert np.allclose(ensemble_probs(p, "mean"), [[0.35, 0.65]])
+    assert np.allclose(ensemble_probs(p, "max"), [[0.6, 0.9]])
+    # samples without a label (-1) are left out
+    part = score_students([a], np.array([0, 0, 1, 1, 2, -1]), ["x", "y", "z"])
+    assert part.students[0].count == 5
+    out = save_report(report, tmp_path / "eval")
+    for name in ("student0", "student1", "ensemble_mean", "ensemble_max"):
+        png = tmp_path / "eval" / f"confusion_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        rows = (tmp_path / "eval" / f"confusion_{name}.csv").read_text().splitlines()
+        assert rows[0].split(",")[1:] == ["x", "y", "z"]
+        assert sum(int(v) for r in rows[1:] for v in r.split(",")[1:]) == 6
+    data = json.loads(out.read_text())
+    assert data["students"][1]["top1"] == pytest.approx(5 / 6)
+    assert data["ensembles"]["mean"]["confusion"] == report.ensembles["mean"].confusion.tolist()

@@ -122,6 +122,31 @@ def target_table(
     return torch.from_numpy(arr), info
 
 
+def train_step(
+    models: Sequence[nn.Module],
+    optimizers: Sequence[torch.optim.Optimizer],
+    loss_fn: StudentLoss,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    clip_grad_norm: Sequence[float] | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """One optimisation step of K students on one batch: each student runs once on ``x``.
+
+    Returns the students' logits, the summed loss and the per-student parts.
+    """
+    logits = [m(x) for m in models]
+    total, parts = loss_fn(logits, target)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    total.backward()
+    for i, opt in enumerate(optimizers):
+        clip = clip_grad_norm[i] if clip_grad_norm else 0.0
+        if clip > 0:
+            nn.utils.clip_grad_norm_(ddp.unwrap(models[i]).parameters(), clip)
+        opt.step()
+    return logits, total, parts
+
+
 @dataclass
 class DistillResult:
     """What a finished (or resumed and finished) run produced."""
@@ -246,29 +271,22 @@ def train_students(
             sampler.set_epoch(epoch)
             for m in wrapped:
                 m.train()
-            sums = torch.zeros(config.k, 4, dtype=torch.float64)  # sup, mutual, total, agree
-            seen = torch.zeros((), dtype=torch.float64)
+            # sup, mutual, total, agreement; kept on the device: no host sync per step
+            sums = torch.zeros(config.k, 4, dtype=torch.float64, device=ctx.device)
+            seen = torch.zeros((), dtype=torch.float64, device=ctx.device)
             bar = progress.bar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
             t_log, n_log = time.perf_counter(), 0
             for x, _target, index in loader:
                 x = x.to(ctx.device, non_blocking=True)
                 target = table[index].to(ctx.device, non_blocking=True)
-                logits = [m(x) for m in wrapped]
-                total, parts = loss_fn(logits, target)
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                total.backward()
-                for i, opt in enumerate(optimizers):
-                    clip = config.optim_for(i).clip_grad_norm
-                    if clip > 0:
-                        nn.utils.clip_grad_norm_(models[i].parameters(), clip)
-                    opt.step()
+                clips = [config.optim_for(i).clip_grad_norm for i in range(config.k)]
+                logits, total, parts = train_step(wrapped, optimizers, loss_fn, x, target, clips)
                 step += 1
                 n = x.shape[0]
                 hard = target.argmax(dim=1) if target.dim() == 2 else target
                 for i, (z, p) in enumerate(zip(logits, parts)):
                     agree = (z.detach().argmax(dim=1) == hard).double().mean()
-                    sums[i] += torch.stack([p["sup"], p["mutual"], p["total"], agree]).cpu() * n
+                    sums[i] += torch.stack([p["sup"], p["mutual"], p["total"], agree]) * n
                 seen += n
                 n_log += n * ctx.world_size
                 bar.update(1)
@@ -308,7 +326,7 @@ def train_students(
                     sched.step()
             ddp.all_reduce_sum(sums, ctx)
             ddp.all_reduce_sum(seen, ctx)
-            means = (sums / seen.clamp(min=1)).tolist()
+            means = (sums / seen.clamp(min=1)).cpu().tolist()
             train_s = time.perf_counter() - t_epoch
 
             val = None
@@ -330,7 +348,7 @@ def train_students(
                 "val": val,
                 "lr": [o.param_groups[0]["lr"] for o in optimizers],
                 "train_s": round(train_s, 3),
-                "samples_per_s": round(float(seen) / max(train_s, 1e-9), 2),
+                "samples_per_s": round(float(seen.cpu()) / max(train_s, 1e-9), 2),
             }
             history.append(record)
             rngs = _gather_rng(ctx)
