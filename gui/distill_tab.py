@@ -75,6 +75,9 @@ class DistillTab(QWidget):
         self.job_kind = ""  # "distill" | "export" | "engine"
         self.events: list[dict[str, Any]] = []
         self.finished_ok = False
+        self.epochs_total = 0
+        self.steps_per_epoch = 0
+        self.best_checkpoint: str | None = None
 
         form_box = QGroupBox("Distillation")
         form = QFormLayout(form_box)
@@ -183,6 +186,7 @@ class DistillTab(QWidget):
         self.labels_browse.clicked.connect(self._browse_labels)
         self.out_browse.clicked.connect(self._browse_out)
         self.loss.currentIndexChanged.connect(self._update_buttons)
+        self.out_dir.textChanged.connect(self._update_buttons)
         self._update_buttons()
 
     # ---- settings --------------------------------------------------------------------------
@@ -211,8 +215,16 @@ class DistillTab(QWidget):
             return [("stgcn", "hcn")[i % 2] for i in range(k)]
         return [choice] * k
 
-    def checkpoint_path(self) -> Path:
-        return Path(self.out_dir.text()) / "checkpoint.pt"
+    def last_checkpoint(self) -> Path:
+        """Where ``xmkd distill`` keeps the checkpoint it resumes from (every epoch)."""
+        return Path(self.out_dir.text()) / "last.pt"
+
+    def export_checkpoint(self) -> Path:
+        """The checkpoint to export: the run's best (its validation), else the last one."""
+        if self.best_checkpoint and Path(self.best_checkpoint).is_file():
+            return Path(self.best_checkpoint)
+        best = Path(self.out_dir.text()) / "best.pt"
+        return best if best.is_file() else self.last_checkpoint()
 
     def distill_args(self, resume: bool = False) -> list[str]:
         """The ``xmkd distill`` arguments for the form (progress as JSON lines on stdout)."""
@@ -251,6 +263,7 @@ class DistillTab(QWidget):
         if not resume:
             self.curves.clear()
             self.events.clear()
+            self.best_checkpoint = None
         self.error.setText("")
         self.finished_ok = False
         args = self.distill_args(resume)
@@ -274,7 +287,7 @@ class DistillTab(QWidget):
         if self.job.is_running():
             return
         fmt = "tensorrt" if self.trt.isChecked() else "onnx"
-        args = ["export", str(self.checkpoint_path()), "--format", fmt]
+        args = ["export", str(self.export_checkpoint()), "--format", fmt]
         self.error.setText("")
         self._run("export", args)
         self.progress.setFormat(f"exporting ({fmt})…")
@@ -282,45 +295,55 @@ class DistillTab(QWidget):
 
     @Slot(dict)
     def on_event(self, event: dict[str, Any]) -> None:
-        """Apply one progress event of ``xmkd distill --progress-json``."""
+        """Apply one progress event of ``xmkd distill --progress-json -`` (schema in
+        :mod:`xmkd.train.progress`: start, step, epoch, end)."""
         if self.job_kind != "distill":
             return
         self.events.append(event)
-        kind = event.get("event", "")
-        epoch = event.get("epoch")
-        epochs = event.get("epochs")
-        step, steps = event.get("step"), event.get("steps")
-        if epoch is not None and epochs:
-            # epoch is 0-based in progress (within-epoch fraction from step/steps)
-            frac = (step / steps) if step is not None and steps else 0.0
-            done = (epoch + (1.0 if kind == "epoch_end" else frac)) / epochs
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(round(1000 * min(1.0, done))))
-            self.progress.setFormat(f"epoch {epoch + 1}/{epochs}  %p%")
-        if "eta_s" in event:
-            self.eta.setText(format_eta(event.get("eta_s")))
+        kind = event.get("event")
+        if kind == "start":
+            self.epochs_total = int(event.get("epochs") or 0)
+            self.steps_per_epoch = int(event.get("steps_per_epoch") or 0)
+            start = int(event.get("start_epoch") or 0)
+            self._set_fraction(start / self.epochs_total if self.epochs_total else 0.0, start)
+            if event.get("resumed_from"):
+                self.log.appendPlainText(f"resumed from {event['resumed_from']}")
+            return
+        if kind == "end":
+            self.best_checkpoint = event.get("checkpoint") or self.best_checkpoint
+            best = event.get("best")
+            if best is not None:
+                self.rate.setText(f"best {100 * best:.1f}% (epoch {event.get('best_epoch')})")
+            return
+        epoch = event.get("epoch")  # 1-based
+        if epoch is None or kind not in ("step", "epoch"):
+            return
+        if kind == "step" and self.steps_per_epoch:
+            within = (int(event.get("step") or 0) - 1) % self.steps_per_epoch + 1
+            x = epoch - 1 + within / self.steps_per_epoch
+        else:
+            x = float(epoch)
+        if self.epochs_total:
+            self._set_fraction(x / self.epochs_total, epoch if kind == "epoch" else epoch - 1)
+        if event.get("eta_s") is not None:
+            self.eta.setText(format_eta(event["eta_s"]))
         if event.get("samples_per_s") is not None:
             self.rate.setText(f"{event['samples_per_s']:.0f} samples/s")
-        x = event.get("epoch_float")
-        if x is None and epoch is not None:
-            x = epoch + 1 if kind == "epoch_end" else epoch + (step / steps if steps else 0)
-        if x is None:
-            return
-        for name, value in (event.get("losses") or {}).items():
+        for student, parts in (event.get("losses") or {}).items():
+            total = parts.get("total") if isinstance(parts, dict) else parts
+            if total is not None:
+                self.curves.add("loss", student, x, total)
+        for i, agreement in enumerate(event.get("teacher_agreement") or []):
+            if agreement is not None:
+                self.curves.add("teacher agreement", f"student{i}", x, agreement)
+        for name, value in (event.get("val") or {}).items():
             if value is not None:
-                self.curves.add("loss", name, x, value)
-        agreement = event.get("teacher_agreement")
-        if agreement is not None:
-            self.curves.add("teacher agreement", "students vs teacher", x, agreement)
-        val = event.get("val_accuracy")
-        if isinstance(val, dict):
-            for name, value in val.items():
-                if value is not None:
-                    self.curves.add("validation accuracy", name, x, value)
-        elif val is not None:
-            self.curves.add("validation accuracy", "ensemble", x, val)
-        if kind == "error" and event.get("message"):
-            self.error.setText(str(event["message"]))
+                self.curves.add("validation accuracy", name, x, value)
+
+    def _set_fraction(self, fraction: float, epochs_done: int) -> None:
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(round(1000 * max(0.0, min(1.0, fraction)))))
+        self.progress.setFormat(f"epoch {epochs_done}/{self.epochs_total}  %p%")
 
     @Slot(str)
     def _log_line(self, line: str) -> None:
@@ -348,9 +371,9 @@ class DistillTab(QWidget):
     def _update_buttons(self) -> None:
         running = self.job.is_running()
         self.start_button.setEnabled(not running)
-        self.resume_button.setEnabled(not running and self.checkpoint_path().exists())
+        self.resume_button.setEnabled(not running and self.last_checkpoint().is_file())
         self.cancel_button.setEnabled(running)
-        self.export_button.setEnabled(not running and self.checkpoint_path().exists())
+        self.export_button.setEnabled(not running and self.export_checkpoint().is_file())
         self.tau.setEnabled(self.loss.currentIndex() == 2)
 
     def shutdown(self) -> None:

@@ -28,13 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engines.choices import BACKEND_CHOICES, SMOOTHING_CHOICES
 from gui.prob_bars import ProbBars
 from gui.skeleton_view import SkeletonView
 from gui.source_picker import SourcePicker
 from gui.timeline import Timeline
-from gui.workers import LatestSlot, SourceWorker, start_in_thread
-
-ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
+from gui.workers import LatestSlot, SourceWorker, describe_error, start_in_thread
 
 
 class PredictionRelay(QObject):
@@ -54,40 +53,66 @@ class PredictionRelay(QObject):
             self.ready.emit()
 
 
+def load_classifier(model: str, engine: str, every: int, smoothing: str, on_prediction) -> Any:
+    """Load the model into the chosen backend and wrap it in the engines' streaming classifier
+    (started: its worker thread runs the model)."""
+    import torch
+
+    from engines.backends import ModelSource, open_backend
+    from engines.streaming import StreamingClassifier, StreamingConfig
+
+    torch.set_grad_enabled(False)
+    path = Path(model)
+    source = (
+        ModelSource.from_onnx(path) if path.suffix == ".onnx" else ModelSource.from_checkpoint(path)
+    )
+    backend = open_backend(engine, source)
+    backend.warm_up()
+    config = StreamingConfig(every=every, smoothing=smoothing, top_k=5)
+    classifier = StreamingClassifier(backend, config, on_prediction=on_prediction)
+    classifier.description = (
+        f"{backend.name}: {len(source.class_names)} classes, window {source.window} "
+        f"({source.spec.fit}), every {every} frames"
+    )
+    return classifier.start()
+
+
 class LiveWorker(SourceWorker):
     """A SourceWorker that first builds the streaming classifier (loading a model is file and
     compute work, so it happens in this thread too) and feeds it every frame."""
 
     classifier_ready = Signal(str)
 
-    def __init__(self, spec: str, model: str, engine: str, stride: int, relay: PredictionRelay):
+    def __init__(
+        self, spec: str, model: str, engine: str, every: int, smoothing: str,
+        relay: PredictionRelay,
+    ):  # fmt: skip
         super().__init__(spec)
         self.model = model
         self.engine = engine
-        self.stride = stride
+        self.every = every
+        self.smoothing = smoothing
         self.relay = relay
         self.classifier: Any = None
 
     @Slot()
     def run(self) -> None:
         try:
-            from engines.streaming import StreamingClassifier
-
-            self.classifier = StreamingClassifier.from_model(
-                self.model, backend=self.engine, stride=self.stride, on_prediction=self.relay
+            self.classifier = load_classifier(
+                self.model, self.engine, self.every, self.smoothing, self.relay
             )
-            self.consumers = [self.classifier.push]
-            self.classifier_ready.emit(str(getattr(self.classifier, "description", self.model)))
         except Exception as exc:
-            from gui.workers import describe_error
-
             self.error.emit(describe_error(exc))
             self.finished.emit()
             return
+        self.consumers = [self.classifier.push]
+        self.classifier_ready.emit(self.classifier.description)
         try:
             super().run()
         finally:
-            self.classifier.close()
+            self.classifier.stop()
+            for message in self.classifier.errors[:1]:
+                self.error.emit(f"classification failed: {message}")
 
 
 class LiveTab(QWidget):
@@ -113,8 +138,12 @@ class LiveTab(QWidget):
         mrow.addWidget(self.model_browse)
         ef.addRow("model", mrow)
         self.engine = QComboBox()
-        self.engine.addItems(ENGINES)
+        self.engine.addItems(BACKEND_CHOICES)
         ef.addRow("backend", self.engine)
+        self.smoothing = QComboBox()
+        self.smoothing.addItems(SMOOTHING_CHOICES)
+        self.smoothing.setCurrentText("ema")
+        ef.addRow("smoothing", self.smoothing)
         self.stride = QSpinBox()
         self.stride.setRange(1, 120)
         self.stride.setValue(5)
@@ -179,6 +208,7 @@ class LiveTab(QWidget):
             "model_path": self.model_path,
             "engine": self.engine,
             "stride": self.stride,
+            "smoothing": self.smoothing,
         }
 
     def _browse_model(self) -> None:
@@ -210,7 +240,12 @@ class LiveTab(QWidget):
         self.relay = PredictionRelay()
         self.relay.ready.connect(self._show_prediction)
         worker = LiveWorker(
-            self.picker.spec(), model, self.engine.currentText(), self.stride.value(), self.relay
+            self.picker.spec(),
+            model,
+            self.engine.currentText(),
+            self.stride.value(),
+            self.smoothing.currentText(),
+            self.relay,
         )
         worker.frame_ready.connect(self._show_frame)
         worker.stats.connect(self._show_stats)
@@ -264,12 +299,12 @@ class LiveTab(QWidget):
         if prediction is None:
             return
         self.predictions += 1
-        top = list(prediction.topk)
+        top = list(zip(prediction.labels, prediction.probs))
         self.bars.set_probabilities(top)
         if top:
             self.current.setText(f"{top[0][0]}  ({100 * top[0][1]:.0f}%)")
             self.timeline.add(prediction.timestamp, top[0][0])
-        self._latency_ms = prediction.latency_ms
+        self._latency_ms = 1000.0 * prediction.latency_s
         self._refresh_readout()
 
     def _refresh_readout(self) -> None:

@@ -1,20 +1,28 @@
 """Record tab: pick a source, set the sensor and the session's NTU metadata, watch the colour
 preview with the 2D skeleton and the skeleton projections, and record takes into a session.
 
-The capture loop runs in a :class:`gui.workers.SourceWorker` thread; while recording, each frame
-is handed (in that thread) to the capture part's recorder (``capture.recorder``), which queues it
-for its own writer thread, so neither the UI nor the capture loop waits on disk.
+Preview runs the source in a :class:`gui.workers.SourceWorker` thread. Recording hands the
+source to the capture part's crash-safe recorder (``capture.recorder.Recorder``), which runs its
+own capture, writer and finalizer threads; the GUI sees the frames through a tap on the source
+(:class:`TappedSource`) that only fills a one-slot mailbox, so neither the UI nor the recorder's
+capture thread ever waits for the other. The recorder itself is started, waited for and stopped
+in a :class:`RecordWorker` thread.
 """
 
 from __future__ import annotations
 
+import shutil
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -32,11 +40,23 @@ from PySide6.QtWidgets import (
 from gui.skeleton_view import SkeletonView
 from gui.source_picker import SourcePicker
 from gui.video_view import VideoView
-from gui.workers import SourceWorker, describe_error, start_in_thread
+from gui.workers import (
+    LatestSlot,
+    SourceWorker,
+    describe_error,
+    frame_view,
+    start_in_thread,
+)
 
 COLOR_RESOLUTIONS = ("720p", "1080p", "1440p", "1536p", "2160p", "3072p")
 DEPTH_MODES = ("NFOV_UNBINNED", "NFOV_2X2BINNED", "WFOV_2X2BINNED", "WFOV_UNBINNED", "OFF")
 FPS_CHOICES = ("30", "15", "5")
+#: recording modes of capture.recorder.RecordConfig, as the picker shows them
+MODES = {
+    "takes (Record / Stop)": "takes",
+    "continuous (fixed-length clips)": "continuous",
+    "presence (a clip while a body is seen)": "presence",
+}
 
 
 def human_bytes(n: float) -> str:
@@ -58,14 +78,157 @@ def status_text(stats: dict[str, Any], clips: int, recording_s: float | None) ->
     return "   ·   ".join(parts)
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` or its nearest existing parent (for the free space of a folder not yet made)."""
+    p = Path(path or ".").resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def tapped_source(inner: Any, slot: LatestSlot, notify, stats) -> Any:
+    """Wrap a ``capture.source.Source`` so the recorder can run it while the GUI shows its
+    frames. Per frame the tap costs a lock and, only when the UI has taken the previous
+    preview, a resize to preview size; ``notify()`` and ``stats(dict)`` emit signals."""
+    from capture.source import Source
+
+    class _Tapped(Source):
+        def __init__(self) -> None:
+            super().__init__(camera=inner.camera, max_frames=None)
+            self.fps = inner.fps
+            self.inner = inner
+            self.frames = 0
+
+        def _open(self) -> None:
+            self.inner.open()
+
+        def _close(self) -> None:
+            self.inner.close()
+
+        def _frames(self) -> Iterator[Any]:
+            t0 = last = time.monotonic()
+            since = 0
+            for frame in self.inner:
+                yield frame
+                self.frames += 1
+                since += 1
+                if slot.empty():
+                    slot.put(frame_view(frame, self.frames))
+                    notify()
+                now = time.monotonic()
+                if now - last >= 0.5:
+                    stats(
+                        {
+                            "fps": since / (now - last),
+                            "frames": self.frames,
+                            "dropped": self.inner.dropped_frames,
+                            "elapsed": now - t0,
+                        }
+                    )
+                    last, since = now, 0
+
+        @property
+        def description(self) -> str:
+            return self.inner.description
+
+        def device_info(self) -> dict[str, Any]:
+            return self.inner.device_info()
+
+        @property
+        def dropped_frames(self) -> int:
+            return self.inner.dropped_frames
+
+        def stop(self) -> None:
+            super().stop()
+            self.inner.stop()
+
+    return _Tapped()
+
+
+class RecordWorker(QObject):
+    """Runs ``capture.recorder.Recorder`` on one source until stopped; reports frames (through
+    the tap), status, each finished clip (from the recorder's log) and the final stats."""
+
+    frame_ready = Signal()
+    stats = Signal(dict)
+    clip_done = Signal(str)
+    log = Signal(str)
+    error = Signal(str)
+    done = Signal(dict)
+    finished = Signal()
+
+    def __init__(self, spec: str, session_dir: str, config: Any):
+        super().__init__()
+        self.spec = spec
+        self.session_dir = session_dir
+        self.config = config
+        self.slot = LatestSlot()
+        self.recorder: Any = None
+        self._stop = threading.Event()
+        self._disk = nearest_existing(session_dir)
+
+    def _stats(self, stats: dict) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            stats["clips"] = len(recorder.clips)
+            started = recorder.started_at
+            if started is not None:
+                stats["recording"] = time.monotonic() - started
+        try:
+            stats["disk_free"] = shutil.disk_usage(self._disk).free
+        except OSError:
+            pass
+        self.stats.emit(stats)
+
+    def _log(self, line: str) -> None:
+        # The recorder logs "<clip name>: N frames" when a clip is finalized.
+        name = line.split(":", 1)[0].strip()
+        if len(name) == 20 and name.startswith("S") and "A" in name:
+            self.clip_done.emit(line)
+        else:
+            self.log.emit(line)
+
+    def stop(self) -> None:
+        self._stop.set()
+        recorder = self.recorder
+        if recorder is not None:
+            if recorder.config.mode == "takes":
+                recorder.stop_take()
+            recorder.request_stop()
+
+    @Slot()
+    def run(self) -> None:
+        from capture.recorder import Recorder
+        from capture.source import open_source
+
+        try:
+            source = tapped_source(
+                open_source(self.spec), self.slot, self.frame_ready.emit, self._stats
+            )
+            recorder = Recorder([source], self.session_dir, self.config, log=self._log)
+            recorder.start()
+            self.recorder = recorder
+            if self.config.mode == "takes":
+                recorder.start_take()
+            if self._stop.is_set():  # stopped while starting
+                self.stop()
+            result = recorder.wait()
+            self.done.emit(result)
+        except Exception as exc:
+            self.error.emit(describe_error(exc))
+        finally:
+            self.finished.emit()
+
+
 class RecordTab(QWidget):
     recording_changed = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.worker: SourceWorker | None = None
-        self.recorder: Any = None
-        self._record_started: float | None = None
+        self.worker: SourceWorker | RecordWorker | None = None
+        self.recorder: RecordWorker | None = None
+        self._pending_record: Any = None
+        self._clips_before = 0
         self._last_stats: dict[str, Any] = {}
 
         controls = QVBoxLayout()
@@ -109,6 +272,17 @@ class RecordTab(QWidget):
         ss.addRow("performer P", self.performer)
         ss.addRow("replication R", self.replication)
         ss.addRow("camera C", self.camera)
+        self.mode = QComboBox()
+        self.mode.addItems(list(MODES))
+        ss.addRow("clips", self.mode)
+        self.clip_seconds = QDoubleSpinBox()
+        self.clip_seconds.setRange(0.5, 600.0)
+        self.clip_seconds.setValue(10.0)
+        self.clip_seconds.setSuffix(" s")
+        ss.addRow("clip length", self.clip_seconds)
+        self.flow = QCheckBox("live optical flow (for the flow teacher)")
+        self.flow.setChecked(True)
+        ss.addRow("", self.flow)
         controls.addWidget(session_box)
 
         buttons = QHBoxLayout()
@@ -170,6 +344,9 @@ class RecordTab(QWidget):
             "performer": self.performer,
             "replication": self.replication,
             "camera": self.camera,
+            "mode": self.mode,
+            "clip_seconds": self.clip_seconds,
+            "flow": self.flow,
         }
 
     # ---- source ------------------------------------------------------------------------------
@@ -192,41 +369,76 @@ class RecordTab(QWidget):
     def is_running(self) -> bool:
         return self.worker is not None
 
-    def start_preview(self) -> None:
-        if self.worker is not None:
-            return
-        self.show_message("")
-        disk = Path(self.session_dir.text() or ".").resolve()
-        while not disk.exists() and disk != disk.parent:
-            disk = disk.parent
-        worker = SourceWorker(
-            self.source_spec(), consumers=[self._to_recorder], disk_path=str(disk)
-        )
+    def _connect(self, worker: QObject) -> None:
         worker.frame_ready.connect(self._show_frame)
         worker.stats.connect(self._show_stats)
         worker.error.connect(self.show_message)
-        worker.opened.connect(self._opened)
         worker.finished.connect(self._worker_finished)
+
+    def start_preview(self) -> None:
+        """Show the source without recording."""
+        if self.worker is not None:
+            return
+        self.show_message("")
+        worker = SourceWorker(
+            self.source_spec(), disk_path=str(nearest_existing(self.session_dir.text()))
+        )
+        self._connect(worker)
+        worker.opened.connect(self._opened)
         self.worker = worker
         start_in_thread(worker, self)
         self.status.setText(f"opening {worker.spec} …")
         self._update_buttons()
 
-    def _to_recorder(self, frame: Any) -> None:
-        # Runs in the capture thread: the recorder queues the frame for its writer thread.
-        recorder = self.recorder
-        if recorder is not None:
-            recorder.add_frame(frame)
+    def record_config(self) -> Any:
+        from capture.recorder import RecordConfig
+
+        return RecordConfig(
+            setup=self.setup.value(),
+            performer=self.performer.value(),
+            replication=self.replication.value(),
+            mode=MODES[self.mode.currentText()],
+            clip_seconds=self.clip_seconds.value(),
+            flow=self.flow.isChecked(),
+        )
+
+    def start_recording(self) -> None:
+        """Record into the session folder (stops the preview first: one reader per device)."""
+        if self.recorder is not None:
+            return
+        try:
+            config = self.record_config()
+        except Exception as exc:
+            self.show_message(describe_error(exc))
+            self._set_record_checked(False)
+            return
+        if self.worker is not None:
+            self._pending_record = config
+            self.worker.stop()  # _worker_finished starts the recording
+            return
+        self.show_message("")
+        worker = RecordWorker(self.source_spec(), self.session_dir.text(), config)
+        self._connect(worker)
+        worker.clip_done.connect(self._clip_done)
+        worker.log.connect(self.show_message)
+        worker.done.connect(self._record_done)
+        self.recorder = worker
+        self.worker = worker
+        start_in_thread(worker, self)
+        self.status.setText(f"recording {worker.spec} into {worker.session_dir} …")
+        self.recording_changed.emit(True)
+        self._update_buttons()
 
     @Slot(str)
     def _opened(self, description: str) -> None:
-        self.status.setText(f"running: {description}")
+        self.status.setText(f"preview: {description}")
 
     @Slot()
     def _show_frame(self) -> None:
-        if self.worker is None:
+        worker = self.worker
+        if worker is None:
             return
-        view = self.worker.slot.take()
+        view = worker.slot.take()
         if view is None:
             return
         self.video.set_frame(view.rgb, view.scale, view.pixels, view.full_size)
@@ -238,28 +450,54 @@ class RecordTab(QWidget):
         self._refresh_status()
 
     def _refresh_status(self) -> None:
-        recording = (
-            time.monotonic() - self._record_started if self._record_started is not None else None
-        )
+        recording = self._last_stats.get("recording") if self.recorder is not None else None
         self.status.setText(status_text(self._last_stats, self.clips.count(), recording))
+
+    @Slot(str)
+    def _clip_done(self, line: str) -> None:
+        self.clips.addItem(line)
+        self._refresh_status()
+
+    @Slot(dict)
+    def _record_done(self, result: dict) -> None:
+        reason = result.get("stop_reason")
+        if reason:
+            self.show_message(str(reason))
+        dropped = sum(result.get("dropped_frames", {}).values())
+        overflow = sum(result.get("queue_overflow", {}).values())
+        self.status.setText(
+            f"recorded {result.get('clips', 0)} clip(s); dropped frames {dropped}"
+            + (f", recorder queue overflow {overflow}" if overflow else "")
+        )
 
     @Slot()
     def _worker_finished(self) -> None:
-        if self.recorder is not None:
-            self._finish_recording()
+        was_recording = self.recorder is not None
         self.worker = None
-        self.status.setText("stopped")
+        self.recorder = None
+        if was_recording:
+            self._set_record_checked(False)
+            self.replication.setValue(min(999, self.replication.value() + self._new_clips()))
+            self.recording_changed.emit(False)
+        else:
+            self.status.setText("stopped")
         self._update_buttons()
+        pending, self._pending_record = self._pending_record, None
+        if pending is not None and self.record_button.isChecked():
+            self.start_recording()
+
+    def _new_clips(self) -> int:
+        return max(0, self.clips.count() - self._clips_before)
 
     def stop(self) -> None:
-        """Stop recording (if on) and the preview."""
-        if self.record_button.isChecked():
-            self.record_button.setChecked(False)
+        """Stop recording (the open clip is finalized) or the preview."""
+        self._pending_record = None
         if self.worker is not None:
             self.worker.stop()
+        self._set_record_checked(False)
 
-    def shutdown(self, timeout_ms: int = 3000) -> None:
-        """Stop and wait for the capture thread (window closing)."""
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Stop and wait for the capture thread (window closing); a recording is finalized."""
         worker = self.worker
         self.stop()
         if worker is not None:
@@ -269,8 +507,6 @@ class RecordTab(QWidget):
                     thread.wait(timeout_ms)
             except RuntimeError:  # already deleted: it has finished
                 pass
-            if self.recorder is not None:
-                self._finish_recording()
 
     # ---- recording ---------------------------------------------------------------------------
     def _browse_session(self) -> None:
@@ -278,50 +514,20 @@ class RecordTab(QWidget):
         if path:
             self.session_dir.setText(path)
 
+    def _set_record_checked(self, on: bool) -> None:
+        self.record_button.blockSignals(True)
+        self.record_button.setChecked(on)
+        self.record_button.blockSignals(False)
+        self.record_button.setText("Recording…" if on else "Record")
+
     def _record_toggled(self, on: bool) -> None:
+        self.record_button.setText("Recording…" if on else "Record")
         if on:
-            try:
-                self._start_recording()
-            except Exception as exc:
-                self.show_message(describe_error(exc))
-                self.record_button.blockSignals(True)
-                self.record_button.setChecked(False)
-                self.record_button.blockSignals(False)
-        else:
-            self._finish_recording()
+            self._clips_before = self.clips.count()
+            self.start_recording()
+        elif self.recorder is not None:
+            self.recorder.stop()
         self._update_buttons()
-
-    def _start_recording(self) -> None:
-        from capture.recorder import TakeRecorder
-
-        if self.worker is None:
-            self.start_preview()
-        self.recorder = TakeRecorder(
-            self.session_dir.text(),
-            setup=self.setup.value(),
-            performer=self.performer.value(),
-            replication=self.replication.value(),
-            camera=self.camera.value(),
-            source=self.source_spec(),
-        )
-        self._record_started = time.monotonic()
-        self.recording_changed.emit(True)
-
-    def _finish_recording(self) -> None:
-        recorder, self.recorder = self.recorder, None
-        self._record_started = None
-        if recorder is None:
-            return
-        try:
-            names = recorder.close()
-        except Exception as exc:
-            self.show_message(describe_error(exc))
-            names = []
-        for name in names:
-            self.clips.addItem(str(name))
-        self.replication.setValue(self.replication.value() + 1)
-        self.recording_changed.emit(False)
-        self._refresh_status()
 
     # ---- misc --------------------------------------------------------------------------------
     @Slot(str)

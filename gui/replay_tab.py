@@ -42,18 +42,6 @@ NTU_FPS = 30.0
 VIDEO_PREVIEW_WIDTH = 640
 
 
-def paired_video(skeleton: Path) -> Path | None:
-    """The ``<name>_rgb.avi`` next to a ``.skeleton`` file, or in the session's ``rgb/`` folder."""
-    name = skeleton.name.removesuffix(".skeleton")
-    for candidate in (
-        skeleton.with_name(f"{name}_rgb.avi"),
-        skeleton.parent.parent / "rgb" / f"{name}_rgb.avi",
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def skeleton_files(paths: list[str | Path]) -> list[Path]:
     """The ``.skeleton`` files among ``paths`` and inside the folders among them, sorted."""
     files: list[Path] = []
@@ -98,7 +86,9 @@ def load_clip(path: Path, cancelled=lambda: False) -> ReplayClip:
         sequence=seq,
     )
     clip.truth, clip.truth_label = ground_truth(path)
-    video = paired_video(path)
+    from capture.ntu_replay import find_video
+
+    video = find_video(path)
     if video is not None:
         import cv2
 

@@ -107,6 +107,10 @@ class LatestSlot:
             self._item, self._full = item, True
             return was_empty
 
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._full
+
     def take(self) -> Any:
         with self._lock:
             item, self._item, self._full = self._item, None, False
