@@ -1,0 +1,167 @@
+"""ONNX export of students and ensembles: parity with PyTorch, dynamic axes, FP16 conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from engines.export import (
+    Ensemble,
+    check_parity,
+    combine_probabilities,
+    export_checked,
+    export_onnx,
+    random_windows,
+    read_metadata,
+    real_windows,
+    write_float16,
+)
+from xmkd.errors import XmkdError
+from xmkd.models import build_student
+from xmkd.preprocess import default_input_spec
+
+torch.set_num_threads(1)
+
+
+def sharp(model: nn.Module, seed: int) -> nn.Module:
+    """A small student with He-initialised convs so its probabilities are far from uniform
+    (the reference init makes an untrained ST-GCN output ~1/C everywhere, hiding differences)."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight)
+    return model.eval()
+
+
+def stgcn(seed: int = 0, classes: int = 10) -> nn.Module:
+    torch.manual_seed(seed)
+    return sharp(build_student("stgcn", classes, width=0.125), seed)
+
+
+def hcn(seed: int = 0, classes: int = 10, window: int = 32) -> nn.Module:
+    torch.manual_seed(seed)
+    return sharp(build_student("hcn", classes, width=0.125, window_size=window), seed)
+
+
+def input_dims(path) -> list:
+    model = onnx.load(str(path))
+    return [
+        d.dim_value if d.HasField("dim_value") else d.dim_param
+        for d in model.graph.input[0].type.tensor_type.shape.dim
+    ]
+
+
+def test_combine_probabilities_rules():
+    probs = torch.tensor([[[0.7, 0.3]], [[0.2, 0.8]]])
+    assert torch.allclose(combine_probabilities(probs, "mean"), torch.tensor([[0.45, 0.55]]))
+    assert torch.allclose(combine_probabilities(probs, "max"), torch.tensor([[0.7, 0.8]]))
+    with pytest.raises(XmkdError, match="ensemble rule"):
+        combine_probabilities(probs, "median")
+
+
+def test_stgcn_export_parity_dynamic_batch_and_window(tmp_path, ntu_samples):
+    model = stgcn()
+    spec = default_input_spec("stgcn", window=48, fit="resize", center="frame")
+    real = real_windows(ntu_samples, spec)
+    assert real.shape == (len(ntu_samples), 3, 48, 25, 2) and np.abs(real).max() > 0.1
+    result = export_checked(
+        model,
+        tmp_path / "st.onnx",
+        48,
+        exporter="torchscript",
+        real_inputs=real,
+        metadata={"class_names": [str(i) for i in range(10)]},
+    )
+    dims = input_dims(result.path)
+    assert isinstance(dims[0], str) and isinstance(dims[2], str), dims  # batch, window symbolic
+    assert dims[1] == 3 and dims[3] == 25 and dims[4] == 2
+    parity = result.parity
+    assert parity.passed and parity.real_windows == len(ntu_samples)
+    assert parity.random_max_abs_diff < 1e-4 and parity.real_max_abs_diff < 1e-4
+    # Shapes other than the export's were run: the dynamic axes really are dynamic.
+    assert {tuple(s) for s in parity.random_shapes} >= {(1, 3, 48, 25, 2), (3, 3, 97, 25, 2)}
+    info = read_metadata(result.path)
+    assert info["dynamic_window"] and info["class_names"][3] == "3" and info["parity"]
+
+
+def test_parity_check_catches_a_different_model(tmp_path):
+    path = export_onnx(stgcn(0), tmp_path / "a.onnx", 32, exporter="torchscript").path
+    inputs = random_windows(32, True, True)
+    assert check_parity(stgcn(0), path, inputs).passed
+    with pytest.raises(XmkdError, match="disagrees with PyTorch"):
+        check_parity(stgcn(1), path, inputs)
+
+
+def test_hcn_export_fixes_the_window(tmp_path):
+    model = hcn()
+    result = export_checked(model, tmp_path / "hcn.onnx", 32, exporter="torchscript")
+    assert not result.dynamic_window and result.dynamic_batch
+    dims = input_dims(result.path)
+    assert dims[2] == 32 and isinstance(dims[0], str)
+    assert result.parity.random_max_abs_diff < 1e-4
+    with pytest.raises(XmkdError, match="windows of 32 frames"):
+        export_onnx(model, tmp_path / "bad.onnx", 64, exporter="torchscript")
+    with pytest.raises(XmkdError, match="cannot be dynamic"):
+        export_onnx(model, tmp_path / "bad.onnx", 32, dynamic_window=True, exporter="torchscript")
+
+
+def test_two_student_ensemble_dynamo_export(tmp_path):
+    """torch's default (dynamo) exporter, dynamic batch and window, mean of two students."""
+    students = [stgcn(0), stgcn(1)]
+    ensemble = Ensemble(students, "mean")
+    result = export_checked(ensemble, tmp_path / "ens.onnx", 32, exporter="dynamo")
+    assert result.opset == 18 and result.dynamic_window
+    assert result.parity.max_abs_diff < 1e-4
+    x = torch.randn(2, 3, 32, 25, 2) * 0.5
+    with torch.no_grad():
+        single = [s(x).softmax(-1) for s in students]
+        assert torch.allclose(ensemble(x), (single[0] + single[1]) / 2, atol=1e-6)
+        # The two students disagree, so the ensemble is not either one of them.
+        assert (single[0] - single[1]).abs().max() > 1e-2
+
+
+def test_max_rule_ensemble_with_mixed_architectures(tmp_path):
+    ensemble = Ensemble([hcn(0), stgcn(1)], "max")
+    assert ensemble.fixed_window == 32
+    result = export_checked(ensemble, tmp_path / "mix.onnx", 32, exporter="torchscript")
+    assert not result.dynamic_window and result.parity.passed
+    with pytest.raises(XmkdError, match="different windows"):
+        _ = Ensemble([hcn(0, window=32), hcn(1, window=48)]).fixed_window
+
+
+def test_opset_rules(tmp_path):
+    with pytest.raises(XmkdError, match="too old"):
+        export_onnx(stgcn(), tmp_path / "x.onnx", 32, opset=16, exporter="torchscript")
+    with pytest.raises(XmkdError, match="torchscript for opset 17"):
+        export_onnx(stgcn(), tmp_path / "x.onnx", 32, opset=17, exporter="dynamo")
+    result = export_onnx(stgcn(), tmp_path / "x17.onnx", 32, opset=17, exporter="torchscript")
+    model = onnx.load(str(result.path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 17
+    assert "Einsum" in {n.op_type for n in model.graph.node}  # needs opset >= 12
+
+
+def test_float16_conversion_keeps_io_and_resize_scales(tmp_path):
+    """HCN's motion stream upsamples with Resize, whose scales must stay float32."""
+    model = hcn()
+    fp32 = export_onnx(model, tmp_path / "h.onnx", 32, exporter="torchscript").path
+    fp16 = write_float16(fp32, tmp_path / "h16.onnx")
+    proto = onnx.load(str(fp16))
+    floats = {t.name: t.data_type for t in proto.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in floats.values()
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    resize = [n for n in proto.graph.node if n.op_type == "Resize"]
+    assert resize
+    for node in resize:
+        for name in node.input[1:]:
+            if name in floats:
+                assert floats[name] == onnx.TensorProto.FLOAT
+    assert read_metadata(fp16)["precision"] == "fp16"
+    inputs = random_windows(32, True, False)
+    report = check_parity(model, fp16, inputs, precision="fp16")
+    assert report.passed and report.max_abs_diff > 0  # really computed in half precision
+    with pytest.raises(XmkdError, match="disagrees"):
+        check_parity(model, fp16, inputs, precision="fp16", tolerance=1e-9)
