@@ -352,9 +352,14 @@ class JsonLinesProcess(QObject):
         process = self.process
         if process is None:
             return
-        data = (
-            process.readAllStandardOutput() if stream == "out" else process.readAllStandardError()
-        )
+        try:
+            data = (
+                process.readAllStandardOutput()
+                if stream == "out"
+                else process.readAllStandardError()
+            )
+        except RuntimeError:  # the QProcess is being destroyed with its owner
+            return
         buffer = self._buffers[stream] + bytes(data.data())
         *lines, rest = buffer.split(b"\n")
         self._buffers[stream] = rest

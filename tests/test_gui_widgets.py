@@ -1,0 +1,285 @@
+"""GUI building blocks: views, bars, timeline, curves, confusion matrix, mailbox, subprocess
+protocol, settings persistence, the PySide6 refcount guard and the `xmkd gui` entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6", reason="the gui extra is not installed")
+
+from gui.confusion import ConfusionView  # noqa: E402
+from gui.curves import Curves  # noqa: E402
+from gui.prob_bars import ProbBars  # noqa: E402
+from gui.skeleton_view import SkeletonView, bone_segments  # noqa: E402
+from gui.timeline import Timeline  # noqa: E402
+from gui.video_view import VideoView  # noqa: E402
+from gui.workers import JsonLinesProcess, LatestSlot, preview_image  # noqa: E402
+from xmkd.skeleton import NTU_BONES  # noqa: E402
+
+
+def test_singleton_refcount_guard_keeps_pyside_calls_safe():
+    from PySide6.QtCore import QObject, Signal
+
+    from gui.qtfix import protect_singletons
+
+    class Emitter(QObject):
+        ping = Signal()
+
+    protect_singletons()
+    emitter = Emitter()
+    # Without the guard, on PySide6 6.12 / Python 3.11, each emit() steals a reference to True
+    # and each void call one to None: 20000 of them abort the interpreter.
+    for _ in range(20000):
+        emitter.ping.emit()
+        emitter.setObjectName("x")
+    assert sys.getrefcount(True) > 1000 and sys.getrefcount(None) > 1000
+
+
+def test_skeleton_view_draws_bones_of_each_body(qtbot, ntu_samples):
+    from xmkd.ntu import read_skeleton
+
+    seq = read_skeleton(ntu_samples[1])  # two people shaking hands
+    view = SkeletonView(allow_3d=False)
+    qtbot.addWidget(view)
+    bodies = [seq.joints[i, :, :3] for i in range(2)]
+    view.set_bodies(bodies)
+    xs, ys = view.front._bones[1].getData()
+    assert len(xs) == 2 * len(NTU_BONES)
+    child, parent = NTU_BONES[0]
+    assert xs[0] == pytest.approx(bodies[1][child, 0])
+    assert ys[1] == pytest.approx(bodies[1][parent, 1])
+    zs, _ = view.side._bones[0].getData()
+    assert zs[0] == pytest.approx(bodies[0][child, 2])  # side view plots depth
+    view.set_bodies([])
+    assert view.front._bones[0].getData()[0] is None or len(view.front._bones[0].getData()[0]) == 0
+    ex, ey = bone_segments(bodies[0], (0, 1))
+    assert ex.shape == (2 * len(NTU_BONES),)
+
+
+def test_video_view_scales_joint_pixels_to_the_preview(qtbot):
+    view = VideoView()
+    qtbot.addWidget(view)
+    bgr = np.zeros((1080, 1920, 3), np.uint8)
+    bgr[..., 2] = 255  # red in BGR
+    rgb, scale = preview_image(bgr, 960)
+    assert rgb.shape == (540, 960, 3) and scale == 0.5
+    assert rgb[0, 0].tolist() == [255, 0, 0]  # converted to RGB
+    pixels = np.tile([[1000.0, 500.0]], (25, 1))
+    view.set_frame(rgb, scale, [pixels])
+    x, y = view._overlays[0][1].getData()
+    assert x[0] == pytest.approx(500.0) and y[0] == pytest.approx(250.0)
+    assert view.frames_shown == 1 and not view.text.isVisible()
+    view.clear("nothing")
+    assert view.text.isVisible() is not None and not view.image.isVisible()
+
+
+def test_prob_bars_keep_the_k_most_likely_sorted(qtbot):
+    bars = ProbBars(3)
+    qtbot.addWidget(bars)
+    bars.set_probabilities([("a", 0.1), ("b", 0.5), ("c", 0.05), ("d", 0.3)])
+    assert [name for name, _ in bars.items] == ["b", "d", "a"]
+    bars.resize(300, 100)
+    assert not bars.grab().isNull()
+
+
+def test_timeline_merges_repeated_labels_and_forgets_old_ones(qtbot):
+    line = Timeline(window_s=10.0)
+    qtbot.addWidget(line)
+    for t, label in [(0, "wave"), (1, "wave"), (2, "sit"), (3, "sit"), (4, "wave")]:
+        line.add(float(t), label)
+    assert line.labels() == ["wave", "sit", "wave"]
+    assert line.segments[0][:2] == [0.0, 2.0]
+    line.add(30.0, "jump")
+    assert line.labels() == ["wave", "jump"]  # only what the 10 s window still shows
+    assert not line.grab().isNull()
+
+
+def test_curves_keep_one_series_per_name(qtbot):
+    curves = Curves()
+    qtbot.addWidget(curves)
+    curves.add("loss", "student0", 0.5, 2.0)
+    curves.add("loss", "student0", 1.0, 1.5)
+    curves.add("loss", "student1", 1.0, 1.7)
+    curves.add("validation accuracy", "ensemble", 1.0, 0.4)
+    assert curves.data[("loss", "student0")] == ([0.5, 1.0], [2.0, 1.5])
+    assert len(curves.data) == 3
+    curves.clear()
+    assert curves.data == {}
+
+
+def test_confusion_view_normalises_rows(qtbot):
+    view = ConfusionView()
+    qtbot.addWidget(view)
+    matrix = np.array([[3, 1], [0, 2]])
+    view.set_matrix(matrix, ["A001", "A002"])
+    image = view.image.image
+    assert image[0].tolist() == [0.75, 0.25] and image[1].tolist() == [0.0, 1.0]
+    assert len(view._texts) == 3  # one label per non-empty cell
+
+
+def test_latest_slot_replaces_instead_of_queueing():
+    slot = LatestSlot()
+    assert slot.put(1) is True  # empty: notify
+    assert slot.put(2) is False  # full: replaced, no second notification
+    assert slot.replaced == 1 and not slot.empty()
+    assert slot.take() == 2 and slot.take() is None and slot.empty()
+
+
+def _script(tmp_path, body: str):
+    path = tmp_path / "child.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_json_lines_process_parses_events_and_reports_errors(qtbot, tmp_path):
+    # A test-only child process that speaks the JSON-lines protocol, then fails.
+    script = _script(
+        tmp_path,
+        """
+        import json, sys
+        print(json.dumps({"event": "start", "epochs": 2}), flush=True)
+        print("not json", flush=True)
+        sys.stdout.write(json.dumps({"event": "epoch", "epoch": 1}) + "\\n")
+        sys.stderr.write("xmkd distill: error: the label cache is missing\\n")
+        sys.exit(2)
+        """,
+    )
+    job = JsonLinesProcess()
+    events, lines = [], []
+    job.event.connect(events.append)
+    job.output.connect(lines.append)
+    with qtbot.waitSignal(job.finished, timeout=20000) as blocker:
+        job.start(sys.executable, [str(script)])
+    code, message = blocker.args
+    assert [e["event"] for e in events] == ["start", "epoch"]
+    assert "not json" in lines
+    assert code == 2 and message == "xmkd distill: error: the label cache is missing"
+
+
+def test_json_lines_process_cancel_interrupts_the_child(qtbot, tmp_path):
+    script = _script(
+        tmp_path,
+        """
+        import json, sys, time
+        print(json.dumps({"event": "start"}), flush=True)
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print(json.dumps({"event": "interrupted"}), flush=True)
+            sys.exit(130)
+        """,
+    )
+    job = JsonLinesProcess(grace_ms=5000)
+    events = []
+    job.event.connect(events.append)
+    job.start(sys.executable, [str(script)])
+    qtbot.waitUntil(lambda: bool(events), timeout=20000)
+    with qtbot.waitSignal(job.finished, timeout=20000) as blocker:
+        job.cancel()
+    assert blocker.args == [130, "cancelled"]
+    assert events[-1]["event"] == "interrupted"  # SIGINT reached Python: it could clean up
+
+
+def test_json_lines_process_survives_a_crashing_child(qtbot, tmp_path):
+    script = _script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    job = JsonLinesProcess()
+    with qtbot.waitSignal(job.finished, timeout=20000) as blocker:
+        job.start(sys.executable, [str(script)])
+    assert blocker.args[1].startswith("the process crashed")
+
+
+def test_settings_and_layout_persist(qtbot, tmp_path):
+    from gui.app import MainWindow
+    from gui.settings import open_settings
+
+    path = tmp_path / "settings.ini"
+    window = MainWindow(open_settings(path))
+    qtbot.addWidget(window)
+    window.show()
+    window.record.setup.setValue(7)
+    window.record.session_dir.setText(str(tmp_path / "sess"))
+    window.record.flow.setChecked(False)
+    window.distill.k.setValue(3)
+    window.distill.loss.setCurrentIndex(2)
+    window.distill.tau.setValue(4.0)
+    window.live.engine.setCurrentText("torch")
+    window.replay.speed.setCurrentText("2x")
+    window.tabs.setCurrentIndex(3)
+    window.resize(701, 503)  # (the offscreen screen is 800x600; the minimum height wins)
+    qtbot.wait(10)
+    size = (window.width(), window.height())
+    assert size[0] == 701
+    window.replay.splitter.setSizes([180, 500])
+    left = window.replay.splitter.sizes()[0]
+    window.close()
+    assert path.is_file()
+
+    again = MainWindow(open_settings(path))
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.wait(10)
+    assert again.record.setup.value() == 7
+    assert again.record.session_dir.text() == str(tmp_path / "sess")
+    assert again.record.flow.isChecked() is False
+    assert again.distill.k.value() == 3
+    assert again.distill.loss.currentIndex() == 2 and again.distill.tau.value() == 4.0
+    assert again.live.engine.currentText() == "torch"
+    assert again.replay.speed.currentText() == "2x"
+    assert again.tabs.currentIndex() == 3
+    assert (again.width(), again.height()) == size
+    assert again.replay.splitter.sizes()[0] == left
+    again.close()
+
+
+def test_settings_ignore_stale_values(qtbot, tmp_path):
+    from gui.app import MainWindow
+    from gui.settings import open_settings
+
+    path = tmp_path / "settings.ini"
+    path.write_text("[distill]\nk=lots\ndevice=quantum\n[window]\ntab=x\n")
+    window = MainWindow(open_settings(path))
+    qtbot.addWidget(window)
+    assert window.distill.k.value() == 2 and window.distill.device.currentText() == "auto"
+
+
+def test_xmkd_gui_help_and_missing_extra(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "xmkd", "gui", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and "Record" in out.stdout and "--settings" in out.stdout
+    # Without PySide6 the command says which extra to install, in one sentence.
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\nclass _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('PySide6', 'pyqtgraph'):\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    out = subprocess.run(
+        [sys.executable, "-m", "xmkd", "gui"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "xmkd[gui]"' in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_progress_events_are_json_objects():
+    # The Distill tab reads exactly what xmkd.train.progress writes: one JSON object per line.
+    from xmkd.train.progress import Progress
+
+    record = Progress(None, None, enabled=True, console=False, tensorboard=False).event(
+        "step", epoch=1, step=3, losses={"student0": {"total": 1.0}}
+    )
+    assert json.loads(json.dumps(record))["event"] == "step"
