@@ -11,8 +11,8 @@ from xmkd.errors import XmkdError
 __all__ = ["SampleName", "SampleNameError"]
 
 _PATTERN = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
-# Suffixes that follow the name in the dataset's files: foo.skeleton, foo_rgb.avi, foo.skeleton.npy
-_SUFFIXES = ("_rgb", "_depth", "_ir", ".skeleton")
+# A dataset file: the name, an optional modality (_rgb, _depth, ...) and extensions.
+_FILE_PATTERN = re.compile(r"(S\d{3}C\d{3}P\d{3}R\d{3}A\d{3})(?:_[a-z_]+)?(?:\.[A-Za-z0-9.]+)?")
 
 
 class SampleNameError(XmkdError, ValueError):
@@ -53,24 +53,15 @@ class SampleName:
 
     @classmethod
     def from_path(cls, path: str | Path) -> SampleName:
-        """The sample name of a dataset file such as ``.../S001C002P003R001A004.skeleton`` or
-        ``S001C002P003R001A004_rgb.avi``."""
-        stem = Path(path).name
-        while True:
-            cut = Path(stem).stem if "." in stem else stem
-            for suffix in _SUFFIXES:
-                if cut.endswith(suffix):
-                    cut = cut[: -len(suffix)]
-            if cut == stem:
-                break
-            stem = cut
-        try:
-            return cls.parse(stem)
-        except SampleNameError:
+        """The sample name of a dataset file such as ``.../S001C002P003R001A004.skeleton``,
+        ``S001C002P003R001A004_rgb.avi`` or ``S001C002P003R001A004.skeleton.npy``."""
+        match = _FILE_PATTERN.fullmatch(Path(path).name)
+        if match is None:
             raise SampleNameError(
                 f"{str(path)!r} is not named after an NTU sample (SsssCcccPpppRrrrAaaa, "
                 "e.g. S001C002P003R001A004.skeleton)"
-            ) from None
+            )
+        return cls.parse(match.group(1))
 
     @property
     def label(self) -> int:

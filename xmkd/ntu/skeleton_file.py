@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from xmkd.errors import FormatError
 
@@ -206,140 +205,142 @@ def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> SkeletonSequenc
 
 
 # Fast path -----------------------------------------------------------------------------------
+#
+# Each token is converted from the 16 bytes that end at its last character (one gather of 16-byte
+# rows), with two small matrix products: digits times their place values, and the position of the
+# decimal point. A token of at most 15 characters has at most 15 digits, so its integer mantissa
+# M < 10**15 < 2**53 is exact and M / 10**decimals is the correctly rounded double, the same one
+# strtod / float() return (Clinger's fast path). Longer tokens (body IDs) and tokens with an
+# exponent (real files hold a few values like -7.257856E-05) go through float() one by one.
 
-# Tokens up to this many characters are converted in bulk: 15 digits stay below 2**53, so the
-# integer mantissa is exact in float64 and one division by an exact power of ten gives the
-# correctly rounded value, the same double as strtod / float() (Clinger's fast path).
-_WIDTH = 15
-_COLUMN = np.arange(_WIDTH, dtype=np.uint8)
-_PLACE = 10.0 ** np.arange(_WIDTH - 1, -1, -1)
-_POW10 = 10.0 ** np.arange(_WIDTH + 1)
-_WHITESPACE = (9, 10, 13, 32)
-_PLAIN_CHARS = tuple(range(48, 58)) + (45, 46)  # digits, '-', '.'
-_EXPONENT_CHARS = (43, 69, 101)  # '+', 'E', 'e': real NTU files hold a few values like 1.5E-05
+_WINDOW = 16
+_MAX_BULK = _WINDOW - 1
+_COLUMN = np.arange(_WINDOW, dtype=np.uint8)
+# Place values in three groups of five digits, each group exact in float32.
+_PLACES = np.zeros((_WINDOW, 3), dtype=np.float32)
+for _col in range(_WINDOW):
+    _power = _WINDOW - 1 - _col
+    if _power < 15:
+        _PLACES[_col, 2 - _power // 5] = 10.0 ** (_power % 5)
+_GROUPS = np.array([1e10, 1e5, 1.0])
+# Decimal point at window column J -> bit (15 - J): the number of decimals.
+_DOT_CODE = (2.0 ** (_WINDOW - 1 - np.arange(_WINDOW))).astype(np.float32)
+_POW10 = 10.0 ** np.arange(_WINDOW + 1)
+_EXPONENT_CHARS = np.array([43, 69, 101], dtype=np.uint8)  # '+', 'E', 'e'
 
 
-def _tokenize(u: np.ndarray, histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Token start and end byte offsets, or None when a byte outside the number alphabet occurs."""
-    known = _WHITESPACE + _PLAIN_CHARS + _EXPONENT_CHARS
-    if histogram[list(known)].sum() != u.size:
+def _parse_fast(data: bytes) -> SkeletonSequence | None:
+    """Vectorised parse; None when anything does not validate (the exact scan then explains)."""
+    size = len(data)
+    if size == 0:
         return None
+    u = np.frombuffer(data, dtype=np.uint8)
     ws = u <= 32
-    edges = np.empty(u.size + 1, dtype=bool)
+    # Tokens: runs of non-whitespace.
+    edges = np.empty(size + 1, dtype=bool)
     edges[0] = not ws[0]
     edges[-1] = not ws[-1]
     np.not_equal(ws[1:], ws[:-1], out=edges[1:-1])
     bounds = np.flatnonzero(edges)
-    return bounds[0::2], bounds[1::2]
-
-
-def _owners(starts: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Index of the token holding each byte position."""
-    return np.searchsorted(starts, positions, side="right") - 1
-
-
-def _convert(
-    u: np.ndarray, histogram: np.ndarray, starts: np.ndarray, ends: np.ndarray, data: bytes
-) -> np.ndarray | None:
-    """float64 value of every token, exactly as ``float()`` reads it; None if one is no number."""
+    starts, ends = bounds[0::2], bounds[1::2]
     lengths = ends - starts
-    # Tokens with an exponent or too long for the bulk conversion go through float() one by one.
-    slow = lengths > _WIDTH
-    if histogram[list(_EXPONENT_CHARS)].any():
-        exponent = np.flatnonzero((u == 69) | (u == 101) | (u == 43))
-        slow[_owners(starts, exponent)] = True
-    digit = u - np.uint8(48)
-    digit *= digit < 10  # '-', '.', whitespace -> 0
-    padded = np.zeros(u.size + _WIDTH, dtype=np.uint8)
-    padded[_WIDTH:] = digit
-    # Row t holds the _WIDTH bytes ending at token t's end, right-aligned; bytes before its start
-    # (whitespace or the previous token) are masked out.
-    window = sliding_window_view(padded, _WIDTH)[ends]
-    short = np.minimum(lengths, _WIDTH).astype(np.uint8)
-    window *= _COLUMN >= (np.uint8(_WIDTH) - short)[:, None]
-    values = window.astype(np.float64) @ _PLACE  # digits, a '.' counting as a 0 digit
-    symbols = np.zeros(starts.size, dtype=np.int64)  # '-' and '.' per token
-    if histogram[46]:
-        dots = np.flatnonzero(u == 46)
-        owner = _owners(starts, dots)
-        keep = ~slow[owner]
-        dots, owner = dots[keep], owner[keep]
-        if owner.size > 1 and (owner[1:] == owner[:-1]).any():
-            return None  # two decimal points
-        symbols[owner] = 1
-        # Drop the 0 digit the point contributed, then scale by the number of decimals.
-        decimals = np.zeros(starts.size, dtype=np.int64)
-        decimals[owner] = ends[owner] - 1 - dots
-        scale = _POW10[decimals]
-        low = np.fmod(values, scale)
-        values = np.where(symbols == 1, (values - low) / 10.0 + low, values) / scale
-    if histogram[45]:
-        minus = np.flatnonzero(u == 45)
-        owner = _owners(starts, minus)
-        keep = ~slow[owner]
-        minus, owner = minus[keep], owner[keep]
-        if not np.array_equal(starts[owner], minus):
-            return None  # a '-' that does not start its token
-        symbols[owner] += 1
-        values[owner] *= -1.0
-    if (lengths - symbols < 1).any():
-        return None  # "-", ".", "-." are not numbers
+    # Byte codes: digits 0..9, '-' 253, '.' 254; 16 bytes in front so every window exists.
+    buffer = np.empty(size + _WINDOW, dtype=np.uint8)
+    buffer[:_WINDOW] = 32
+    codes = buffer[_WINDOW:]
+    np.subtract(u, np.uint8(48), out=codes)
+    # Alphabet: whitespace (\t \n \r space), digits, '-', '.'; 'E' 'e' '+' send their token to
+    # float(). Checked by counting.
+    is_digit = codes < 10
+    minus_total = np.count_nonzero(u == 45)
+    dot_total = np.count_nonzero(u == 46)
+    ws_total = np.count_nonzero(ws)
+    slow = lengths > _MAX_BULK
+    odd_total = size - ws_total - minus_total - dot_total - np.count_nonzero(is_digit)
+    if odd_total:
+        odd = np.flatnonzero(~(ws | is_digit | (u == 45) | (u == 46)))
+        if not np.isin(u[odd], _EXPONENT_CHARS).all():
+            return None
+        slow[np.searchsorted(starts, odd, side="right") - 1] = True
+    controls = np.count_nonzero(u < 32)
+    if controls and controls != np.count_nonzero((u == 10) | (u == 13) | (u == 9)):
+        return None  # control characters other than tab and line breaks
+    # Row t: the 16 bytes ending at token t's last byte; columns >= 16 - length are the token's.
+    rows = np.ndarray((size + 1,), dtype=f"V{_WINDOW}", buffer=buffer, strides=(1,))[ends]
+    window = rows.view(np.uint8).reshape(-1, _WINDOW)
+    inside = _COLUMN >= (_WINDOW - np.minimum(lengths, _WINDOW)).astype(np.uint8)[:, None]
+    dots = window == 254
+    dots &= inside
+    window *= window < 10
+    window *= inside
+    groups = window.astype(np.float32) @ _PLACES
+    mantissa = groups.astype(np.float64) @ _GROUPS  # the '.' counts as a 0 digit
+    dot_code = dots.astype(np.float32) @ _DOT_CODE
+    has_dot = dot_code != 0
+    decimals = np.where(has_dot, np.frexp(dot_code)[1] - 1, 0)
+    scale = _POW10[decimals]
+    # Drop the 0 digit of the point: M = A*10**(k+1) + B  ->  A*10**k + B = (M + 9B) / 10.
+    tail = np.fmod(mantissa, scale)
+    values = np.where(has_dot, (mantissa + 9.0 * tail) / 10.0, mantissa)
+    values /= scale
+    negative = u[starts] == 45
+    np.negative(values, out=values, where=negative)
+    # Every '-' starts a token, no token holds two '.', every token holds a digit (counted; the
+    # slow tokens by their text).
+    fast = ~slow
+    minus_found = np.count_nonzero(negative & fast)
+    dots_found = np.count_nonzero(has_dot & fast)
     for t in np.flatnonzero(slow).tolist():
         text = data[starts[t] : ends[t]]
         try:
             values[t] = float(text)
         except ValueError:
             return None
-    return values
+        minus_found += text.count(b"-")
+        dots_found += text.count(b".")
+    if minus_found != minus_total or dots_found != dot_total:
+        return None
+    if (fast & (lengths - has_dot - negative < 1)).any():
+        return None
+    return _assemble(data, values, starts, ends, np.flatnonzero(u == 10))
 
 
-def _parse_fast(data: bytes) -> SkeletonSequence | None:
-    """Vectorised parse; None when anything does not validate (the exact scan then explains)."""
-    u = np.frombuffer(data, dtype=np.uint8)
-    if u.size == 0:
-        return None
-    histogram = np.bincount(u, minlength=256)
-    tokens = _tokenize(u, histogram)
-    if tokens is None:
-        return None
-    starts, ends = tokens
-    values = _convert(u, histogram, starts, ends, data)
-    if values is None:
-        return None
-    # Per-line token counts: line i spans bytes (newline[i-1], newline[i]].
-    newlines = np.flatnonzero(u == 10)
-    first_token = np.zeros(newlines.size + 2, dtype=np.int64)
+def _assemble(
+    data: bytes, values: np.ndarray, starts: np.ndarray, ends: np.ndarray, newlines: np.ndarray
+) -> SkeletonSequence | None:
+    """Walk the frame structure over per-line token counts and gather the columns."""
+    first_token = np.empty(newlines.size + 2, dtype=np.int64)
+    first_token[0] = 0
     first_token[1:-1] = np.searchsorted(starts, newlines)
     first_token[-1] = starts.size
     per_line = np.diff(first_token)
     num_lines = per_line.size
-
-    def count(line: int) -> float | None:
-        if line >= num_lines or per_line[line] != 1:
-            return None
-        value = values[first_token[line]]
-        return value if value >= 0 and value == math.floor(value) else None
-
-    frames = count(0)
-    if frames is None:
+    tokens_in = per_line.tolist()
+    first = first_token.tolist()
+    if tokens_in[0] != 1:
+        return None
+    frames = values[0]
+    if not (0 <= frames == math.floor(frames)):
         return None
     frame_lines = []
     body_counts = []
     line = 1
     for _ in range(int(frames)):
-        bodies = count(line)
-        if bodies is None:
+        if line >= num_lines or tokens_in[line] != 1:
+            return None
+        bodies = values[first[line]]
+        if not (0 <= bodies == math.floor(bodies)):
             return None
         frame_lines.append(line)
         body_counts.append(int(bodies))
         line += 1 + _BODY_LINES * int(bodies)
     if line > num_lines or per_line[line:].any():
         return None  # truncated, or data after the last frame
-    counts = np.asarray(body_counts, dtype=np.int64)
-    # Info line of every body: after its frame's count line, 27 lines per body before it.
+    counts = np.array(body_counts, dtype=np.int64)
+    # Info line of every body: after its frame's count line, 27 lines per earlier body.
     frame_of_body = np.repeat(np.arange(counts.size), counts)
     index_in_frame = np.arange(frame_of_body.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    info_lines = np.asarray(frame_lines, dtype=np.int64)[frame_of_body] + 1
+    info_lines = np.array(frame_lines, dtype=np.int64)[frame_of_body] + 1
     info_lines += _BODY_LINES * index_in_frame
     joint_lines = info_lines[:, None] + 2 + np.arange(NUM_JOINTS)
     if not (
@@ -353,7 +354,7 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     ids = []
     for t in info_tokens.tolist():
         text = data[starts[t] : ends[t]]
-        if not text.isdigit() or int(text) >= 1 << 64:
+        if not text.isdigit() or len(text) > 20 or int(text) >= 1 << 64:
             return None
         ids.append(int(text))
     body_info = values[info_tokens[:, None] + np.arange(1, _INFO_TOKENS)]
