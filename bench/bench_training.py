@@ -1,0 +1,182 @@
+"""Benchmark: distillation training throughput for K = 1, 2, 3 students, and teacher labeling.
+
+All numbers come from one run on one machine, side by side:
+
+* training samples/s of one epoch of ``--steps`` batches for K = 1, 2, 3 students of each
+  architecture (CE + mutual loss, each student its reference optimizer), through the trainer's
+  own ``train_step`` and a DataLoader whose items are prepared by the shared window
+  preprocessing (``xmkd.preprocess.prepare_window``, training mode) from raw clips in memory,
+  so the once-per-batch data pass is part of the epoch as in real training;
+* the ratio of the K = 3 to the K = 1 epoch time per architecture (target <= 2.2: the data pass
+  is shared, only the students' compute grows with K);
+* teacher labeling samples/s (``xmkd.train.label.label_dataset``: batched TSN forward, cache
+  writes included) for the RGB-difference teacher.
+
+CPU-sized widths by default; pass ``--width 1 --frames 300`` on a GPU for reference sizes.
+
+    python bench/bench_training.py [--steps 12] [--batch 16] [--width 0.25] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xmkd.config import arch_defaults
+from xmkd.losses import StudentLoss
+from xmkd.models import build_student
+from xmkd.preprocess import default_input_spec, prepare_window, student_kwargs
+from xmkd.train.distill import build_optimizer, build_scheduler, train_step
+
+NUM_CLASSES = 10
+
+
+class RawClips(Dataset):
+    """Raw skeleton clips (3, T, 25, 2) in memory, prepared per item like the real datasets."""
+
+    def __init__(self, n: int, frames: int, spec, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.clips = rng.normal(0.0, 0.3, size=(n, 3, frames, 25, 2)).astype(np.float32)
+        self.clips[..., 1] = 0.0  # one person, as most clips
+        self.labels = rng.integers(0, NUM_CLASSES, n)
+        self.spec = spec
+        self.rng = np.random.default_rng(seed + 1)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        x = prepare_window(self.clips[i], None, self.spec, train=True, rng=self.rng)
+        return torch.from_numpy(x), int(self.labels[i]), i
+
+
+class RandomVideos(Dataset):
+    def __init__(self, n: int, shape: tuple[int, ...]):
+        self.x = torch.randn(n, *shape)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], -1, i
+
+
+def bench_students(arch: str, k: int, args: argparse.Namespace) -> dict[str, float]:
+    spec = default_input_spec(arch)
+    if arch == "stgcn":
+        spec = spec.replace(window=args.frames, fit="resize")
+    data = RawClips(args.batch * args.steps, max(args.frames, 64), spec)
+    torch.manual_seed(0)
+    models = [
+        build_student(arch, NUM_CLASSES, width=args.width, **student_kwargs(arch, spec)).to(
+            args.device
+        )
+        for _ in range(k)
+    ]
+    optim = arch_defaults(arch).optim
+    optimizers = [build_optimizer(optim, m.parameters()) for m in models]
+    schedulers = [build_scheduler(optim, o) for o in optimizers]
+    loss_fn = StudentLoss("ce", mutual=True)
+    teacher = torch.randn(len(data), NUM_CLASSES)
+    loader = DataLoader(data, batch_size=args.batch, shuffle=True, num_workers=args.workers)
+    for m in models:
+        m.train()
+
+    def epoch(limit: int | None = None) -> float:
+        sync()
+        t0 = time.perf_counter()
+        for step, (x, _, index) in enumerate(loader):
+            if limit is not None and step >= limit:
+                break
+            x = x.to(args.device)
+            train_step(models, optimizers, loss_fn, x, teacher[index].to(args.device))
+        sync()
+        return time.perf_counter() - t0
+
+    def sync() -> None:
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    epoch(limit=2)  # warm-up (allocator, first-call overheads)
+    seconds = min(epoch() for _ in range(args.repeat))
+    for s in schedulers:
+        if s is not None:
+            s.step()
+    return {"epoch_s": seconds, "samples_per_s": len(data) / seconds}
+
+
+def bench_labeling(args: argparse.Namespace) -> dict[str, float]:
+    from xmkd.models import TSN
+    from xmkd.train.label import label_dataset
+
+    torch.manual_seed(0)
+    teacher = TSN(NUM_CLASSES, modality="rgbdiff", width=args.width, partial_bn=False)
+    spec = teacher.input_spec(crop_size=args.crop)
+    n = args.batch * args.steps
+    data = RandomVideos(n, (spec.num_segments, spec.channels, args.crop, args.crop))
+    names = [f"S001C001P{i // 100 + 1:03d}R001A{i % 100 + 1:03d}" for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "labels.pt"
+        # a warm-up run on a separate file, then the measured one
+        label_dataset(teacher, data, names, Path(tmp) / "warm.pt", [str(c) for c in range(10)],
+                      batch_size=args.batch, device=args.device, progress=False)  # fmt: skip
+        t0 = time.perf_counter()
+        _, facts = label_dataset(
+            teacher, data, names, out, [str(c) for c in range(NUM_CLASSES)],
+            modality="rgbdiff", batch_size=args.batch, device=args.device, progress=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+    return {"samples_per_s": facts["labeled"] / seconds, "seconds": seconds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", default="stgcn,hcn")
+    parser.add_argument("--ks", default="1,2,3")
+    parser.add_argument("--steps", type=int, default=12, help="batches per measured epoch")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--frames", type=int, default=64, help="ST-GCN window (HCN: 32)")
+    parser.add_argument("--crop", type=int, default=64, help="teacher input size")
+    parser.add_argument("--repeat", type=int, default=2, help="epochs per setting (best kept)")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ks = [int(k) for k in args.ks.split(",")]
+    print(
+        f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch}, "
+        f"{args.steps} batches/epoch, width {args.width}, ST-GCN window {args.frames}"
+    )
+    print(f"{'arch':6} {'K':>2} {'epoch s':>9} {'samples/s':>10} {'vs K=1':>7}")
+    ratios = {}
+    for arch in args.archs.split(","):
+        base = None
+        for k in ks:
+            r = bench_students(arch, k, args)
+            base = base or r["epoch_s"]
+            rel = r["epoch_s"] / base
+            print(f"{arch:6} {k:>2} {r['epoch_s']:9.3f} {r['samples_per_s']:10.1f} {rel:7.2f}")
+            if k == max(ks) and 1 in ks:
+                ratios[arch] = rel
+    for arch, rel in ratios.items():
+        verdict = "meets" if rel <= 2.2 else "misses"
+        print(f"{arch}: K={max(ks)} / K=1 epoch time = {rel:.2f} ({verdict} the target <= 2.2)")
+    lab = bench_labeling(args)
+    print(
+        f"teacher labeling (TSN rgbdiff, width {args.width}, {args.crop}px, 3 segments): "
+        f"{lab['samples_per_s']:.1f} clips/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
