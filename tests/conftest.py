@@ -33,3 +33,20 @@ def ntu_samples(shared_dir: Path) -> list[Path]:
 def kinect_dir(shared_dir: Path) -> Path:
     """The real Azure Kinect MKV recording and calibration JSON."""
     return shared_dir / "data" / "kinect"
+
+
+# ---- synthetic data (owner: synth) ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory: pytest.TempPathFactory):
+    """The ``tiny`` synthetic preset (seed 0) generated once per test session: the
+    :class:`xmkd.synth.Summary` (session_dir, clips, per_split, seconds, ...)."""
+    from xmkd.synth import generate, preset
+
+    return generate(preset("tiny"), tmp_path_factory.mktemp("synth") / "tiny", workers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_session(tiny_synth) -> Path:
+    """Folder of the tiny synthetic session (recordings layout, with flow). Treat it as
+    read-only: every test of the run shares it."""
+    return tiny_synth.session_dir
