@@ -279,8 +279,13 @@ class _Relay(QObject):
 
 
 def run_task(fn: Callable[..., Any], owner: QObject, **slots: Callable) -> TaskWorker:
-    """Start a :class:`TaskWorker` running ``fn``; ``slots`` (``progress``, ``result``,
-    ``error``, ``finished``) are called on ``owner``'s (the UI) thread."""
+    """Run ``fn`` in a background thread; ``slots`` (``progress``, ``result``, ``error``,
+    ``finished``) are called on ``owner``'s (the UI) thread.
+
+    The thread is a daemon Python thread, not a QThread: a job that cannot be interrupted (a
+    model load, an export) must not keep the window from closing, and a QThread destroyed
+    while running aborts the process.
+    """
     worker = TaskWorker(fn)
     relay = _Relay(owner)
     for name in ("progress", "result", "error", "finished"):
@@ -292,7 +297,7 @@ def run_task(fn: Callable[..., Any], owner: QObject, **slots: Callable) -> TaskW
     jobs = owner.__dict__.setdefault("_jobs", set())
     jobs.add(worker)
     relay.finished.connect(lambda: jobs.discard(worker))
-    start_in_thread(worker, owner)
+    threading.Thread(target=worker.run, name="xmkd-gui-task", daemon=True).start()
     return worker
 
 

@@ -1,0 +1,143 @@
+"""Replay tab on the real NTU samples: open a folder, play / pause / seek / speed, ground truth
+beside a real checkpoint's prediction, batch evaluation with a confusion matrix."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6", reason="the gui extra is not installed")
+
+from gui.replay_tab import ReplayTab, evaluate_files, ground_truth, load_clip  # noqa: E402
+from tests.gui_helpers import CLASS_NAMES, tiny_checkpoint, wait_until  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "students.pt")
+
+
+@pytest.fixture
+def tab(qtbot):
+    tab = ReplayTab()
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+
+
+def test_ground_truth_comes_from_the_file_name(ntu_samples, tmp_path):
+    assert ground_truth(ntu_samples[0]) == ("A011", 10)
+    unlabeled = tmp_path / "S001C001P001R001A000.skeleton"
+    assert ground_truth(unlabeled) == ("", None)
+    assert ground_truth(tmp_path / "clip.skeleton") == ("", None)
+
+
+def test_open_folder_play_pause_seek_speed(qtbot, tab, ntu_samples):
+    folder = ntu_samples[0].parent
+    tab.set_paths([folder])
+    assert tab.files.count() == len(ntu_samples)
+    wait_until(qtbot, lambda: tab.clip is not None, message="first clip loaded")
+    assert tab.clip.path == ntu_samples[0]
+    assert tab.clip.num_frames == 82 and tab.truth_label.text() == "ground truth: A011"
+    assert tab.frame_label.text() == "1 / 82"
+    assert tab.skeleton.body_count == 1
+
+    tab.files.setCurrentRow(1)  # the two-person sample
+    wait_until(qtbot, lambda: tab.clip.path == ntu_samples[1], message="second clip")
+    tab.seek(30)
+    assert tab.index == 30 and tab.skeleton.body_count == 2
+    x, _ = tab.skeleton.front._joints[1].getData()
+    assert x[0] == pytest.approx(tab.clip.joints[30][1][0, 0])
+
+    tab.speed.setCurrentText("4x")
+    tab.play_button.setChecked(True)
+    assert tab.timer.isActive() and tab.timer.interval() == round(1000 / (30 * 4))
+    wait_until(qtbot, lambda: tab.index >= 40, message="playback advances")
+    tab.play_button.setChecked(False)
+    stopped_at = tab.index
+    qtbot.wait(100)
+    assert tab.index == stopped_at and not tab.timer.isActive()
+    tab.slider.setValue(69)
+    tab.play_button.setChecked(True)  # at the end: play restarts from the first frame
+    wait_until(qtbot, lambda: 0 < tab.index < 69, message="restart from the beginning")
+    wait_until(qtbot, lambda: not tab.timer.isActive(), message="playback stops at the end")
+    assert tab.index == 69 and tab.play_button.text() == "Play"
+
+
+def test_paired_video_is_shown_beside_the_skeleton(qtbot, tab, ntu_samples, tmp_path):
+    import cv2
+
+    skeleton = tmp_path / ntu_samples[2].name
+    shutil.copy(ntu_samples[2], skeleton)
+    video = tmp_path / (skeleton.name.removesuffix(".skeleton") + "_rgb.avi")
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1920, 1080))
+    for i in range(30):  # fewer frames than the skeleton's 100: the tab says so
+        writer.write(np.full((1080, 1920, 3), i * 8, np.uint8))
+    writer.release()
+    clip = load_clip(skeleton)
+    assert clip.video is not None and len(clip.video) == 30
+    assert clip.video[0].shape == (360, 640, 3) and clip.video_scale == pytest.approx(1 / 3)
+    tab.set_paths([skeleton])
+    wait_until(qtbot, lambda: tab.clip is not None, message="clip with video")
+    assert "video has 30 frames, skeleton 100" in tab.message.text()
+    tab.seek(20)
+    assert tab.video.image.isVisible() and tab.video.image.image[0, 0, 0] in range(155, 166)
+    u, v = tab.video._overlays[0][1].getData()
+    assert u[0] == pytest.approx(tab.clip.pixels[20][0][0, 0] / 3)
+
+
+def test_prediction_beside_ground_truth_and_folder_evaluation(qtbot, tab, ntu_samples, checkpoint):
+    tab.set_paths([ntu_samples[0].parent])
+    tab.model_path.setText(str(checkpoint))
+    tab.backend.setCurrentText("torch")
+    tab.load_model()
+    wait_until(qtbot, lambda: tab.predictor is not None, 30, "model loaded")
+    assert "torch-cpu" in tab.model_status.text()
+    wait_until(qtbot, lambda: "%" in tab.prediction_label.text(), 30, "clip predicted")
+    probs = tab.predictor.predict(tab.clip.sequence)
+    best = CLASS_NAMES[int(np.argmax(probs))]
+    assert best in tab.prediction_label.text()
+    assert tab.bars.items[0][0] == best and len(tab.bars.items) == 5
+
+    tab.evaluate_folder()
+    wait_until(qtbot, lambda: tab.eval_result is not None, 60, "folder evaluated")
+    result = tab.eval_result
+    assert result["count"] == len(ntu_samples)
+    assert result["confusion"].sum() == len(ntu_samples)
+    truths = sorted({ground_truth(p)[1] for p in ntu_samples})
+    assert set(truths) <= set(result["classes"])
+    expected = evaluate_files(tab.predictor, list(ntu_samples), lambda *a: None, lambda: False)
+    assert expected["correct"] == result["correct"]
+    assert tab.accuracy.text().startswith("accuracy ")
+    assert tab.confusion.matrix is not None and tab.eval_progress.value() == len(ntu_samples)
+
+
+def test_unreadable_files_are_reported_and_the_rest_evaluated(
+    qtbot, tab, ntu_samples, tmp_path, checkpoint
+):
+    for sample in ntu_samples[:2]:
+        shutil.copy(sample, tmp_path / sample.name)
+    bad = tmp_path / "S001C001P001R001A005.skeleton"
+    bad.write_text("3\r\n1\r\nnot a body\r\n")
+    tab.set_paths([tmp_path])
+    tab.model_path.setText(str(checkpoint))
+    tab.backend.setCurrentText("torch")
+    tab.load_model()
+    wait_until(qtbot, lambda: tab.predictor is not None, 30, "model loaded")
+    tab.evaluate_folder()
+    wait_until(qtbot, lambda: tab.eval_result is not None, 60, "folder evaluated")
+    assert tab.eval_result["count"] == 2 and len(tab.eval_result["failed"]) == 1
+    assert bad.name in tab.message.text()
+    tab.files.setCurrentRow(0)  # the bad file sorts first: its error is shown, no crash
+    wait_until(qtbot, lambda: bad.name in tab.message.text(), 10, "load error shown")
+
+
+def test_missing_model_file_is_one_sentence(qtbot, tab, tmp_path):
+    tab.model_path.setText(str(tmp_path / "nope.pt"))
+    tab.load_model()
+    wait_until(qtbot, lambda: "no such model file" in tab.message.text(), 10, "error shown")
+    assert tab.predictor is None and tab.model_status.text() == "no model"
