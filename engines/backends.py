@@ -126,11 +126,14 @@ class ModelSource:
         from engines.export import export_checked
         from engines.tensorrt import cache_dir, file_sha256
 
-        assert self.checkpoint is not None
+        if self.checkpoint is not None:
+            origin, stem = file_sha256(self.checkpoint), self.checkpoint.stem
+        else:  # students built in memory (benchmarks, GUI): key on their weights
+            origin, stem = _weights_digest(self.students), "students"
         digest = hashlib.sha256(
-            f"{file_sha256(self.checkpoint)}|{self.window}|{self.rule}|{self.exporter}".encode()
+            f"{origin}|{self.window}|{self.rule}|{self.exporter}".encode()
         ).hexdigest()[:24]
-        target = cache_dir() / "onnx" / f"{self.checkpoint.stem}-{digest}.onnx"
+        target = cache_dir() / "onnx" / f"{stem}-{digest}.onnx"
         if not target.is_file():
             export_checked(
                 self.ensemble(),
@@ -139,10 +142,24 @@ class ModelSource:
                 rule=self.rule,  # type: ignore[arg-type]
                 persons=self.spec.num_persons,
                 exporter=self.exporter,  # type: ignore[arg-type]
-                metadata={**self.info, "input_spec": self.spec.to_dict()},
+                metadata={
+                    **self.info,
+                    "class_names": list(self.class_names),
+                    "input_spec": self.spec.to_dict(),
+                },
             )
         self.onnx_path = target
         return target
+
+
+def _weights_digest(students: Sequence[nn.Module]) -> str:
+    digest = hashlib.sha256()
+    for student in students:
+        digest.update(type(student).__name__.encode())
+        for name, tensor in student.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,13 +273,15 @@ class OnnxRuntimeBackend(Backend):
     """ONNX Runtime with the CPU or the CUDA execution provider."""
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
+        """``threads``: intra-op threads; default torch's count, so side-by-side timings use
+        the same cores (ONNX Runtime alone would take every core)."""
         super().__init__()
         from xmkd.errors import require
 
         self.ort = require("onnxruntime", "onnx", "The onnxruntime backend")
         self.device = device
         self.name = f"onnxruntime-{device}"
-        self.threads = threads
+        self.threads = threads or torch.get_num_threads()
         if device == "cuda" and not _ort_cuda_available():
             raise XmkdError(
                 "onnxruntime has no usable CUDA execution provider here (it needs the "
@@ -274,8 +293,7 @@ class OnnxRuntimeBackend(Backend):
         path = source.onnx_file()
         options = self.ort.SessionOptions()
         options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = self.threads
         providers = ["CPUExecutionProvider"]
         if self.device == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
