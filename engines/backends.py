@@ -56,6 +56,30 @@ class ModelSource:
     exporter: str = "dynamo"
     #: What an export records about the checkpoint (engines.export.checkpoint_metadata).
     info: dict[str, Any] = field(default_factory=dict)
+    #: A TensorRT engine file from ``xmkd export --format tensorrt``: the tensorrt backend runs
+    #: it as is; the others run the ``.onnx`` beside it.
+    plan_path: Path | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelSource:
+        """A checkpoint, an exported ``.onnx``, or a TensorRT ``.plan``/``.engine`` (whose
+        class names and input spec come from the ``.onnx`` written beside it by xmkd export)."""
+        path = Path(path)
+        if not path.is_file():
+            raise XmkdError(f"{path}: no such model file (a students checkpoint, .onnx or .plan)")
+        if path.suffix == ".onnx":
+            return cls.from_onnx(path)
+        if path.suffix in (".plan", ".engine"):
+            onnx_path = path.with_suffix(".onnx")
+            if not onnx_path.is_file():
+                raise XmkdError(
+                    f"{path}: a TensorRT engine needs the {onnx_path.name} written beside it by "
+                    "xmkd export (class names and input spec live there)"
+                )
+            source = cls.from_onnx(onnx_path)
+            source.plan_path = path
+            return source
+        return cls.from_checkpoint(path)
 
     @classmethod
     def from_checkpoint(
@@ -332,14 +356,17 @@ class TensorRTBackend(Backend):
     def load(self, source: ModelSource) -> TensorRTBackend:
         from engines.tensorrt import TrtRunner, build_or_load_engine, profile_for_onnx
 
-        path = source.onnx_file()
-        profile = profile_for_onnx(path, source.window, max_batch=self.max_batch)
-        plan, self.plan_path, self.built_now = build_or_load_engine(
-            path,
-            profile,
-            self.precision,
-            trt=self.trt,  # type: ignore[arg-type]
-        )
+        if source.plan_path is not None:
+            plan, self.plan_path = source.plan_path.read_bytes(), source.plan_path
+        else:
+            path = source.onnx_file()
+            profile = profile_for_onnx(path, source.window, max_batch=self.max_batch)
+            plan, self.plan_path, self.built_now = build_or_load_engine(
+                path,
+                profile,
+                self.precision,
+                trt=self.trt,  # type: ignore[arg-type]
+            )
         self.runner = TrtRunner(plan, trt=self.trt)
         self.source = source
         return self

@@ -177,3 +177,22 @@ def test_cuda_backends_match_cpu(checkpoint, cache):
     if availability()["tensorrt"] is None:
         trt = open_backend("tensorrt", source)
         assert np.abs(trt.classify(x) - expected).max() < 1e-3
+
+
+def test_model_source_from_file(checkpoint, cache, tmp_path):
+    source = ModelSource.from_checkpoint(checkpoint)
+    source.exporter = "torchscript"
+    onnx_path = source.onnx_file()
+    assert ModelSource.from_file(checkpoint).students
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"not checked until TensorRT loads it")
+    with pytest.raises(XmkdError, match="model.onnx written beside it"):
+        ModelSource.from_file(plan)
+    (tmp_path / "model.onnx").write_bytes(onnx_path.read_bytes())
+    from_plan = ModelSource.from_file(plan)
+    assert from_plan.plan_path == plan and from_plan.class_names == CLASSES
+    # Without TensorRT the ONNX beside the engine still runs on ONNX Runtime.
+    if availability()["tensorrt"] is not None:
+        assert open_backend("auto", from_plan).name.startswith("onnxruntime")
+    with pytest.raises(XmkdError, match="no such model file"):
+        ModelSource.from_file(tmp_path / "missing.pt")

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint",
         type=Path,
         required=True,
-        help="students checkpoint (xmkd distill) or an ONNX file from xmkd export",
+        help="students checkpoint (xmkd distill), or an .onnx / TensorRT .plan from xmkd export",
     )
     p.add_argument("--source", default="synthetic", help="capture source spec (default synthetic)")
     p.add_argument(
@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
         ema_alpha=args.alpha,
         top_k=args.top,
     )
-    if args.checkpoint.suffix == ".onnx":
-        source = ModelSource.from_onnx(args.checkpoint)
-    else:
-        source = ModelSource.from_checkpoint(args.checkpoint)
+    source = ModelSource.from_file(args.checkpoint)
     backend = open_backend(args.engine, source, "fp16" if args.fp16 else "fp32")
     backend.warm_up()
     print(
