@@ -150,14 +150,19 @@ def protocol_split(
     return "teacher_train" if _sample(name).performer in teachers else "student_train"
 
 
-@cache
 def missing_skeletons(dataset: str) -> frozenset[str]:
-    """The official list of samples with missing or incomplete skeletons (``"ntu60"`` or
-    ``"ntu120"``; the NTU-120 list contains the NTU-60 one), shipped with xmkd."""
+    """The official list of samples with missing or incomplete skeletons for ``"ntu60"`` or
+    ``"ntu120"`` (or a benchmark name); the NTU-120 list contains the NTU-60 one. Shipped with
+    xmkd (``xmkd/data/missing_skeletons``)."""
     if dataset in BENCHMARKS:
         dataset = _BENCHMARK_DATASET[dataset]
     if dataset not in _DATASETS:
         raise XmkdError(f"unknown NTU dataset {dataset!r}; choose ntu60 or ntu120")
+    return _load_missing(dataset)
+
+
+@cache
+def _load_missing(dataset: str) -> frozenset[str]:
     text = resources.files("xmkd") / "data" / "missing_skeletons" / f"{dataset}.txt"
     names = (line.strip() for line in text.read_text(encoding="ascii").splitlines())
     # The files start with two lines of explanation and a blank line.
