@@ -52,6 +52,7 @@ from xmkd.skeleton import NUM_JOINTS
 MODES = ("takes", "continuous", "presence")
 CHUNK_PREFIX = "chunk_"
 META_FILE = "meta.json"
+LOCK_FILE = "recording.pid"  # in partial/: the recorder's pid while it runs
 
 
 @dataclass
@@ -297,13 +298,18 @@ def finalize_partial(
         log(f"{name}: no complete chunk was recorded; nothing to keep")
         return None
     fps = float(meta["fps"])
-    write_mjpeg_avi(video_path(session_dir, name), data.jpegs, fps)
+    has_video = any(data.jpegs)
+    if has_video:
+        # frames that arrived before the first colour image repeat it (frame i = instant i)
+        first = next(j for j in data.jpegs if j)
+        jpegs = [j or first for j in data.jpegs]
+        write_mjpeg_avi(video_path(session_dir, name), jpegs, fps)
     skel = skeleton_path(session_dir, name)
     skel.parent.mkdir(parents=True, exist_ok=True)
     write_skeleton(skel, bodies_to_sequence(data.frames_bodies))
     write_timestamps(timestamps_path(session_dir, name), data.device_usec, data.host_nsec)
     flow_pairs = 0
-    if meta.get("flow"):
+    if meta.get("flow") and has_video:
         live = directory / "flow"
         target = flow_dir(session_dir, name)
         if target.exists():
@@ -316,7 +322,7 @@ def finalize_partial(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(live), str(target))
         else:  # the live worker fell behind or was killed: compute the flow from the JPEGs
-            write_clip_flow(_decode_all(data.jpegs), target, flow_config or FlowConfig())
+            write_clip_flow(_decode_all(jpegs), target, flow_config or FlowConfig())
         flow_pairs = count_flow(target)
     dropped = count_dropped(data.device_usec.tolist(), fps)
     entry = {
@@ -459,6 +465,9 @@ class Recorder:
             info = new_session_info(" + ".join(kinds), devices, settings)
         self._existing = {c["name"] for c in info["clips"]}
         write_session_json(self.session_dir, info)
+        lock = self.session_dir / "partial" / LOCK_FILE
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(str(os.getpid()))
 
     def _next_name(self, dev: _Device) -> str:
         while True:
@@ -533,6 +542,7 @@ class Recorder:
         if self.flow_worker:
             self.flow_worker.close()
         self._write_totals()
+        (self.session_dir / "partial" / LOCK_FILE).unlink(missing_ok=True)
         errors = [d.error for d in self.devices if d.error is not None]
         if errors:
             raise errors[0]
