@@ -95,9 +95,13 @@ def test_parity_check_catches_a_different_model(tmp_path):
         check_parity(stgcn(1), path, inputs)
 
 
-def test_hcn_export_fixes_the_window(tmp_path):
+def test_hcn_export_fixes_the_window(tmp_path, ntu_samples):
     model = hcn()
-    result = export_checked(model, tmp_path / "hcn.onnx", 32, exporter="torchscript")
+    real = real_windows(ntu_samples, default_input_spec("hcn"))  # centre crop, resize to 32
+    result = export_checked(
+        model, tmp_path / "hcn.onnx", 32, exporter="torchscript", real_inputs=real
+    )
+    assert result.parity.real_max_abs_diff < 1e-4 and result.parity.real_windows == 5
     assert not result.dynamic_window and result.dynamic_batch
     dims = input_dims(result.path)
     assert dims[2] == 32 and isinstance(dims[0], str)
