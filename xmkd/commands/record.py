@@ -1,0 +1,171 @@
+"""``xmkd record``: record NTU-compatible (video, skeleton) clips from sensors or test sources."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Record unlabeled paired data into a session of the recordings layout (recordings/README.md):
+each clip is an NTU-named pair SsssCcccPpppRrrrA000 (.skeleton + _rgb.avi + timestamps + optical
+flow). Several --source options record in parallel under one session, one NTU camera id each.
+
+sources:
+  kinect[:0,1]          Azure Kinect / Orbbec Femto devices (pip install "xmkd[kinect]", needs the
+                        Azure Kinect Sensor SDK; skeletons need the Body Tracking SDK)
+  mkv:PATH              an Azure Kinect recording (body tracking when the SDK is present)
+  ntu:PATH              NTU .skeleton replay (file or folder)
+  synthetic[:tiny]      the synthetic generator as a live source
+  options follow "?", e.g. synthetic?width=1280&height=720&fps=30
+
+clip modes:
+  --takes               press Enter to start a take, Enter again to stop it, q + Enter to quit
+  --continuous          cut the stream into --clip-seconds windows every --stride seconds
+                        (the default mode)
+  --by-presence         a clip per appearance of a body (ends after --gap seconds without one,
+                        at most --clip-seconds long, shorter than --min-seconds is dropped)
+
+Crash safety: frames reach the disk in 1-second chunks under <session>/partial/; after a crash
+or kill, `xmkd recover SESSION` turns them into clips (at most the last second is lost). The
+recording stops cleanly when free disk space falls below --min-free-mb.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "record",
+        help="record NTU-named (video, skeleton) clips from Kinect or test sources",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        help="a source (repeat for several devices), see above",
+    )
+    p.add_argument("--out", default="recordings", help="recordings folder (default recordings/)")
+    p.add_argument(
+        "--session",
+        default=None,
+        help="session folder name inside --out (default: the date and time); an "
+        "existing session is continued",
+    )
+    p.add_argument("--setup", type=int, required=True, help="NTU setup number S (1..999)")
+    p.add_argument("--performer", type=int, required=True, help="NTU performer number P")
+    p.add_argument(
+        "--replication",
+        type=int,
+        default=1,
+        help="first replication number R; each clip counts up (default 1)",
+    )
+    p.add_argument(
+        "--camera",
+        type=int,
+        default=1,
+        help="NTU camera id of the first device; further devices count up",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--takes", dest="mode", action="store_const", const="takes")
+    mode.add_argument("--continuous", dest="mode", action="store_const", const="continuous")
+    mode.add_argument("--by-presence", dest="mode", action="store_const", const="presence")
+    p.add_argument("--clip-seconds", type=float, default=10.0, help="clip length (default 10)")
+    p.add_argument(
+        "--stride",
+        type=float,
+        default=None,
+        help="continuous: seconds between clip starts (default: --clip-seconds)",
+    )
+    p.add_argument(
+        "--min-seconds", type=float, default=1.0, help="by-presence: shortest clip kept (default 1)"
+    )
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=0.5,
+        help="by-presence: seconds without a body that end a clip (default 0.5)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: when the sources end or Ctrl+C)",
+    )
+    p.add_argument(
+        "--no-flow",
+        dest="flow",
+        action="store_false",
+        help="do not compute optical flow live (run `xmkd flow` later)",
+    )
+    p.add_argument("--flow-method", choices=("dis", "tvl1"), default="dis")
+    p.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default="fast")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="video JPEG quality (default 90)")
+    p.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=1024.0,
+        help="stop recording below this much free disk space (default 1024)",
+    )
+    p.set_defaults(func=run, mode="continuous")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import threading
+    from datetime import datetime
+    from pathlib import Path
+
+    from capture.flow import FlowConfig
+    from capture.recorder import RecordConfig, Recorder
+    from capture.source import open_sources
+
+    config = RecordConfig(
+        setup=args.setup,
+        performer=args.performer,
+        replication=args.replication,
+        mode=args.mode,
+        clip_seconds=args.clip_seconds,
+        stride_seconds=args.stride,
+        presence_min_seconds=args.min_seconds,
+        presence_gap_seconds=args.gap,
+        max_seconds=args.seconds,
+        flow=args.flow,
+        flow_config=FlowConfig(method=args.flow_method, preset=args.flow_preset),
+        jpeg_quality=args.jpeg_quality,
+        min_free_mb=args.min_free_mb,
+    )
+    sources = []
+    camera = args.camera
+    for spec in args.source:
+        found = open_sources(spec, camera=camera)
+        sources += found
+        camera += len(found)
+    name = args.session or datetime.now().strftime("%Y%m%d-%H%M%S")
+    session_dir = Path(args.out) / name
+    recorder = Recorder(sources, session_dir, config)
+    print(f"recording into {session_dir} ({', '.join(s.description for s in sources)})")
+    recorder.start()
+    if config.mode == "takes":
+        print("press Enter to start a take, Enter to stop it, q + Enter to quit")
+
+        def keyboard() -> None:
+            active = False
+            for line in sys.stdin:
+                if line.strip().lower().startswith("q"):
+                    break
+                active = not active
+                (recorder.start_take if active else recorder.stop_take)()
+                print("take started" if active else "take stopped")
+            recorder.request_stop()
+
+        threading.Thread(target=keyboard, daemon=True).start()
+    stats = recorder.wait()
+    print(f"{stats['clips']} clip(s) in {session_dir}")
+    for cam, dropped in stats["dropped_frames"].items():
+        overflow = stats["queue_overflow"][cam]
+        print(
+            f"camera {cam}: {stats['frames'][cam]} frames, {dropped} dropped by the device"
+            f"{f', {overflow} lost to a full recorder queue' if overflow else ''}"
+        )
+    if stats["stop_reason"]:
+        print(stats["stop_reason"])
+    return 0
