@@ -209,6 +209,8 @@ class LatencyStats:
         )
 
     def __str__(self) -> str:
+        if not self.count:
+            return "no calls"
         return f"p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms over {self.count} calls"
 
 

@@ -216,6 +216,7 @@ class StreamingClassifier:
             self.config.smoothing, self.config.ema_alpha, self.config.mean_count
         )
         self.frames_seen = 0
+        self.frames_with_bodies = 0
         self.requests = 0
         self.dropped_requests = 0
         self.emitted = 0
@@ -266,6 +267,7 @@ class StreamingClassifier:
         arrival = frame.host_nsec or time.monotonic_ns()
         self.buffers.push(frame, arrival)
         self.frames_seen += 1
+        self.frames_with_bodies += bool(frame.bodies)
         due = self.frames_seen % self.config.every == 0
         if not due or len(self.buffers) < self.config.min_frames or not self.buffers.bodies:
             return False

@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - start
     for error in classifier.errors[:3]:
         print(f"classification error: {error}")
+    if frames and not classifier.frames_with_bodies:
+        print("note: no frame had a tracked body, so there was nothing to classify")
     summary = (
         f"{frames} frames in {elapsed:.1f} s, {printed} predictions, "
         f"{classifier.dropped_requests} stale requests skipped, {dropped} frames dropped by the "
