@@ -546,3 +546,19 @@ def test_small_tsn_gradient_step_reduces_loss():
     with torch.no_grad():
         after = F.cross_entropy(model(x), y).item()
     assert after < before.item()
+
+
+def test_small_stem_for_low_resolution_frames(tmp_path):
+    model = TSN(4, modality="rgbdiff", new_length=2, keep_rgb=True, width=0.25, stem="small")
+    assert tuple(model.base_model.conv1.weight.shape) == (16, 9, 3, 3)
+    # Only the stem differs from torchvision's layout: every other key is the same.
+    ref = TSN(4, modality="rgbdiff", new_length=2, keep_rgb=True, width=0.25)
+    assert list(model.state_dict()) == list(ref.state_dict())
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 9, 64, 64)).shape == (2, 4)
+    _, path = imagenet_like_file(tmp_path)
+    with pytest.raises(CheckpointError, match="'imagenet' stem"):
+        TSN(4, modality="rgb", stem="small").load_backbone_weights(path)
+    with pytest.raises(ValueError, match="unknown ResNet stem"):
+        resnet("resnet18", stem="tiny")

@@ -7,6 +7,7 @@ weights file saved from torchvision loads with ``load_state_dict``. Nothing is d
 ``width`` scales every channel count (1.0 = torchvision); a width of 0.25-0.5 gives a network
 that trains on a CPU on small synthetic frames. ``in_channels`` sets the first conv's input
 channels (3 for RGB, 2 * L for L stacked flow fields, 3 * L for stacked RGB differences).
+``stem="small"`` swaps the ImageNet stem for one suited to small frames (see ``Stem``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import torch
 from torch import nn
 
 ResNetArch = Literal["resnet18", "resnet34", "resnet50"]
+#: "imagenet": torchvision's 7x7 stride-2 conv + max pool (input / 4); "small": a 3x3 stride-2
+#: conv and no pool (input / 2), for low-resolution frames such as 64x64 synthetic clips, where
+#: the ImageNet stem leaves thin limbs a pixel wide. Only "imagenet" takes ImageNet weights.
+Stem = Literal["imagenet", "small"]
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -89,8 +94,11 @@ class ResNet(nn.Module):
         num_classes: int = 1000,
         in_channels: int = 3,
         width: float = 1.0,
+        stem: Stem = "imagenet",
     ):
         super().__init__()
+        if stem not in ("imagenet", "small"):
+            raise ValueError(f"unknown ResNet stem {stem!r}; choose 'imagenet' or 'small'")
         if arch not in RESNET_LAYOUTS:
             raise ValueError(f"unknown ResNet {arch!r}; choose one of {', '.join(RESNET_LAYOUTS)}")
         if width <= 0:
@@ -99,10 +107,18 @@ class ResNet(nn.Module):
         self.arch = arch
         widths = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.inplanes = widths[0]
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        self.stem = stem
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool: nn.Module = (
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            if stem == "imagenet"
+            else nn.Identity()
+        )
         self.layer1 = self._make_layer(block, widths[0], layers[0])
         self.layer2 = self._make_layer(block, widths[1], layers[1], stride=2)
         self.layer3 = self._make_layer(block, widths[2], layers[2], stride=2)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from xmkd.errors import CheckpointError
-from xmkd.models.resnet import ResNet, ResNetArch
+from xmkd.models.resnet import ResNet, ResNetArch, Stem
 
 Modality = Literal["rgb", "rgbdiff", "flow"]
 MODALITIES: tuple[str, ...] = ("rgb", "rgbdiff", "flow")
@@ -87,6 +87,8 @@ class TSN(nn.Module):
         keep_rgb: rgbdiff only: also stack the first frame's RGB.
         dropout: before the classifier (default per modality, see DEFAULT_DROPOUT).
         partial_bn: freeze all BatchNorm layers but the first while training (TSN).
+        stem: "imagenet" (torchvision's; needed for ImageNet weights) or "small" (for frames of
+            about 64x64, see ``xmkd.models.resnet.Stem``).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class TSN(nn.Module):
         keep_rgb: bool = False,
         dropout: float | None = None,
         partial_bn: bool = True,
+        stem: Stem = "imagenet",
     ):
         super().__init__()
         _check_modality(modality)
@@ -125,8 +128,9 @@ class TSN(nn.Module):
             "keep_rgb": keep_rgb,
             "dropout": dropout,
             "partial_bn": partial_bn,
+            "stem": stem,
         }
-        self.base_model = ResNet(backbone, in_channels=self.in_channels, width=width)
+        self.base_model = ResNet(backbone, in_channels=self.in_channels, width=width, stem=stem)
         # As TSN: the backbone's fc becomes dropout and a new classifier follows.
         self.base_model.fc = nn.Dropout(dropout)
         self.new_fc = nn.Linear(self.base_model.num_features, num_classes)
@@ -210,6 +214,11 @@ class TSN(nn.Module):
             state["conv1.weight"] = self.first_conv_from_rgb(conv1)
         own = {k: v for k, v in self.base_model.state_dict().items() if not k.startswith("fc.")}
         arch = self.init_kwargs["backbone"]
+        if self.base_model.stem != "imagenet":
+            raise CheckpointError(
+                f"{path}: ImageNet ResNet weights need the 'imagenet' stem, this teacher uses "
+                f"the '{self.base_model.stem}' stem"
+            )
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
