@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from xmkd.checkpoint import ENSEMBLE_RULES
 from xmkd.errors import XmkdError, require
 
 EnsembleRule = Literal["mean", "max"]
 Exporter = Literal["dynamo", "torchscript"]
-ENSEMBLE_RULES: tuple[str, ...] = ("mean", "max")
 INPUT_NAME = "skeleton"
 OUTPUT_NAME = "probs"
 #: Parity tolerance on probabilities (max abs difference) per precision.
@@ -51,7 +51,9 @@ METADATA_KEY = "xmkd"
 def combine_probabilities(probs: torch.Tensor, rule: EnsembleRule = "mean") -> torch.Tensor:
     """Combine per-student probabilities (K, N, C) into (N, C): mean, or element-wise max.
 
-    The max rule is not renormalised: it is what the paper compares (Table 3), and the argmax,
+    The torch twin of ``xmkd.evaluate.ensemble_probs`` (numpy, used by ``xmkd eval``), needed
+    here because the rule is part of the exported graph; a test keeps the two equal. The max
+    rule is not renormalised: it is what the paper compares (Table 3), and the argmax,
     the only thing the ensemble decides, is the same either way.
     """
     if rule == "mean":

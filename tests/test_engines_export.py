@@ -55,7 +55,11 @@ def input_dims(path) -> list:
 
 
 def test_combine_probabilities_rules():
+    from xmkd.evaluate import ensemble_probs
+
     probs = torch.tensor([[[0.7, 0.3]], [[0.2, 0.8]]])
+    for rule in ("mean", "max"):  # the same rule as xmkd eval's
+        assert np.allclose(combine_probabilities(probs, rule), ensemble_probs(probs.numpy(), rule))
     assert torch.allclose(combine_probabilities(probs, "mean"), torch.tensor([[0.45, 0.55]]))
     assert torch.allclose(combine_probabilities(probs, "max"), torch.tensor([[0.7, 0.8]]))
     with pytest.raises(XmkdError, match="ensemble rule"):
