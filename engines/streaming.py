@@ -137,16 +137,19 @@ class Smoother:
 
 
 class BodyBuffers:
-    """Ring buffers of the last ``history`` frames: one deque of (frame index, Body) per tracked
-    body id, plus the frame ring (index, device time, arrival time, body ids in frame order).
+    """Ring buffers of the last ``history`` frames: one deque of (sequence number, Body) per
+    tracked body id, plus the frame ring (sequence number, frame index, device time, arrival
+    time, body ids in frame order).
 
-    A body whose last frame left the frame ring is forgotten.
+    Sequence numbers count pushed frames (a source's own frame index may restart, e.g. between
+    the files of a playlist). A body whose last frame left the frame ring is forgotten.
     """
 
     def __init__(self, history: int):
         self.history = int(history)
-        self.frames: deque[tuple[int, int, int, tuple[int, ...]]] = deque(maxlen=self.history)
+        self.frames: deque[tuple[int, int, int, int, tuple[int, ...]]] = deque(maxlen=self.history)
         self.bodies: dict[int, deque[tuple[int, Any]]] = {}
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -156,14 +159,16 @@ class BodyBuffers:
         self.bodies.clear()
 
     def push(self, frame: Any, arrival_nsec: int) -> None:
+        seq = self._seq
+        self._seq += 1
         ids = []
         for body in frame.bodies:
             ring = self.bodies.get(body.id)
             if ring is None:
                 ring = self.bodies[body.id] = deque(maxlen=self.history)
-            ring.append((frame.index, body))
+            ring.append((seq, body))
             ids.append(body.id)
-        self.frames.append((frame.index, frame.device_usec, arrival_nsec, tuple(ids)))
+        self.frames.append((seq, frame.index, frame.device_usec, arrival_nsec, tuple(ids)))
         oldest = self.frames[0][0]
         for body_id in [b for b, ring in self.bodies.items() if ring[-1][0] < oldest]:
             del self.bodies[body_id]
@@ -174,8 +179,8 @@ class BodyBuffers:
     def snapshot(self) -> tuple[list[list[Any]], tuple[int, int, int], tuple[int, ...]]:
         """(per-frame body lists in frame order, newest frame's (index, usec, arrival), ids)."""
         lookup = {bid: dict(ring) for bid, ring in self.bodies.items()}
-        per_frame = [[lookup[b][index] for b in ids] for index, _, _, ids in self.frames]
-        newest = self.frames[-1][:3]
+        per_frame = [[lookup[b][seq] for b in ids] for seq, _, _, _, ids in self.frames]
+        newest = self.frames[-1][1:4]
         return per_frame, newest, tuple(sorted(self.bodies))
 
 

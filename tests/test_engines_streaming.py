@@ -132,9 +132,14 @@ def test_ring_buffers_per_body():
     per_frame, newest, ids = buffers.snapshot()
     assert len(per_frame) == 10 and newest[0] == 24 and ids == (1,)
     assert all(len(bodies) == 1 and bodies[0].id == 1 for bodies in per_frame)
-    # a body seen again keeps one buffer; frames without bodies are kept (as NTU clips have them)
+    # frames without bodies are kept (as NTU clips have them)
     buffers.push(frame(25, []), 0)
     assert len(buffers.snapshot()[0][-1]) == 0
+    # a source whose frame index restarts (next file of a playlist) keeps a consistent ring
+    for i in range(3):
+        buffers.push(frame(i, [body(1, i)]), 0)
+    per_frame, newest, _ = buffers.snapshot()
+    assert len(per_frame) == 10 and newest[0] == 2 and len(buffers.bodies[1]) == 9
 
 
 def test_window_keeps_the_two_moving_bodies():
