@@ -129,6 +129,9 @@ class DistillConfig:
     eval_every: int = 1
     #: progress events every this many optimizer steps
     log_every: int = 10
+    #: the students' window preprocessing (xmkd.preprocess.InputSpec as a dict); None: the
+    #: reference spec of the first student's architecture (ST-GCN: 300 frames zero-padded)
+    input_spec: dict[str, Any] | None = None
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -160,6 +163,25 @@ class DistillConfig:
         if self.optim is None:
             return arch_defaults(self.students[i]).optim
         return self.optim[i if len(self.optim) > 1 else 0]
+
+    def spec(self) -> Any:
+        """The shared input spec of the students (``xmkd.preprocess.InputSpec``)."""
+        from xmkd.preprocess import InputSpec, default_input_spec
+
+        if self.input_spec is not None:
+            return InputSpec.from_dict(dict(self.input_spec))
+        return default_input_spec(self.students[0])
+
+    def model_kwargs(self, i: int) -> dict[str, Any]:
+        """Constructor options of student ``i``: its kwargs plus what the input spec implies
+        (HCN's ``window_size``)."""
+        from xmkd.preprocess import student_kwargs
+
+        try:
+            implied = student_kwargs(self.students[i], self.spec())
+        except ValueError:  # not a registered architecture (a plain module in tests)
+            implied = {}
+        return {**implied, **self.kwargs_for(i)}
 
     def resolved_epochs(self) -> int:
         return self.epochs if self.epochs is not None else arch_defaults(self.students[0]).epochs
@@ -205,6 +227,9 @@ class TeacherConfig:
     )  # fmt: skip
     seed: int = 0
     device: str = "auto"
+    #: the teacher's input: crop side, and the test-time resize of the shorter side (None: none)
+    crop_size: int = 224
+    scale_size: int | None = 256
     #: extra model options passed to xmkd.models.TSN (e.g. a width for CPU runs)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -267,3 +292,75 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> str:
     if torch.cuda.is_available():
         return f"cuda:{local_rank}" if local_rank is not None else "cuda"
     return "cpu"
+
+
+# ------------------------------------------------------------------------------------- presets
+#: Named presets of the commands: "paper" = the defaults above (the paper and the references, for
+#: NTU on GPUs); "synthetic" = CPU-sized models and schedules for the embedded synthetic data
+#: (64x64 video, 48-frame clips, 10 classes), used by `xmkd demo` and `xmkd reproduce`.
+PRESETS = ("paper", "synthetic")
+
+#: Student widths and windows of the synthetic preset.
+SYNTHETIC_STUDENT_KWARGS: dict[str, dict[str, Any]] = {
+    "stgcn": {"width": 0.25},
+    "hcn": {"width": 0.5},
+}
+
+
+def synthetic_input_spec(arch: str) -> dict[str, Any]:
+    """Windows for the synthetic clips: ST-GCN pads to 48 frames, HCN keeps its 32-frame crop."""
+    from xmkd.preprocess import default_input_spec
+
+    if arch == "hcn":
+        return default_input_spec("hcn").to_dict()
+    return default_input_spec(arch, window=48).to_dict()
+
+
+def distill_preset(name: str, students: list[str], **overrides: Any) -> DistillConfig:
+    """A distillation config for ``students`` under a preset (see :data:`PRESETS`)."""
+    if name == "paper":
+        return DistillConfig(students=list(students), **overrides)
+    if name != "synthetic":
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+    optim = []
+    for arch in students:
+        base = arch_defaults(arch).optim
+        if base.schedule == "step":
+            base = dataclasses.replace(base, milestones=[12, 17])
+        optim.append(base)
+    base_cfg: dict[str, Any] = {
+        "students": list(students),
+        "student_kwargs": [dict(SYNTHETIC_STUDENT_KWARGS.get(a, {})) for a in students],
+        "epochs": 20,
+        "batch_size": 16,
+        "optim": optim,
+        "input_spec": synthetic_input_spec(students[0]),
+        "log_every": 20,
+    }
+    base_cfg.update(overrides)
+    return DistillConfig(**base_cfg)
+
+
+def teacher_preset(name: str, modality: str = "rgbdiff", **overrides: Any) -> TeacherConfig:
+    """A teacher config under a preset: "paper" = TSN's recipe, "synthetic" = CPU-sized."""
+    if name == "paper":
+        return TeacherConfig.for_modality(modality, **overrides)
+    if name != "synthetic":
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+    optim = OptimConfig(
+        name="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4,
+        schedule="step", milestones=[12, 15], gamma=0.1, clip_grad_norm=20.0,
+    )  # fmt: skip
+    base = TeacherConfig(
+        modality=modality,
+        num_segments=3,
+        backbone="resnet18",
+        dropout=0.5,
+        epochs=16,
+        batch_size=16,
+        optim=optim,
+        crop_size=64,
+        scale_size=None,
+        model_kwargs={"width": 0.25},
+    )
+    return dataclasses.replace(base, **overrides)

@@ -171,7 +171,7 @@ def train_students(
     config: DistillConfig,
     train_set: Dataset,
     class_names: Sequence[str],
-    input_spec: dict[str, Any] | Any,
+    input_spec: dict[str, Any] | Any | None,
     run_dir: str | Path,
     teacher_logits: torch.Tensor | np.ndarray | None = None,
     labels: torch.Tensor | np.ndarray | Sequence[int] | None = None,
@@ -189,6 +189,8 @@ def train_students(
     ``ctx`` defaults to :func:`xmkd.train.ddp.init_distributed` (torchrun-aware).
     """
     run_dir = Path(run_dir)
+    if input_spec is None:
+        input_spec = config.spec()
     ctx = ctx or ddp.init_distributed(config.device)
     num_classes = len(class_names)
     epochs = config.resolved_epochs()
@@ -201,7 +203,7 @@ def train_students(
         from xmkd.models import build_student
 
         models = [
-            build_student(arch, num_classes, **config.kwargs_for(i))
+            build_student(arch, num_classes, **config.model_kwargs(i))
             for i, arch in enumerate(config.students)
         ]
     if len(models) != config.k:
@@ -269,6 +271,8 @@ def train_students(
         for epoch in range(start_epoch, epochs):
             t_epoch = time.perf_counter()
             sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):  # seeded per-epoch augmentation (train.inputs)
+                train_set.set_epoch(epoch)
             for m in wrapped:
                 m.train()
             # sup, mutual, total, agreement; kept on the device: no host sync per step
@@ -420,7 +424,7 @@ def _payload(
     return make_checkpoint(
         "students",
         [
-            (arch, config.kwargs_for(i), ddp.unwrap(m))
+            (arch, config.model_kwargs(i), ddp.unwrap(m))
             for i, (arch, m) in enumerate(zip(config.students, models))
         ],
         list(class_names),

@@ -125,6 +125,8 @@ def train_teacher(
         for epoch in range(start_epoch, config.epochs):
             t_epoch = time.perf_counter()
             sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):  # seeded per-epoch augmentation (train.inputs)
+                train_set.set_epoch(epoch)
             wrapped.train()
             sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
             seen = torch.zeros((), dtype=torch.float64)

@@ -1,0 +1,80 @@
+"""``xmkd eval``: accuracy of a students checkpoint (each student and the ensemble) on a split."""
+
+from __future__ import annotations
+
+import argparse
+
+from xmkd.commands._train_common import add_data_args, add_run_args
+
+DESCRIPTION = """\
+Evaluate the students of a checkpoint (`xmkd distill`'s best.pt) on the Test split: top-1 and
+top-5 accuracy, per-class accuracy and the confusion matrix of every student and of the ensemble,
+combining the students' probabilities by their mean and by their per-class maximum (Table 3).
+Windows are prepared with the checkpoint's own input spec.
+
+outputs in --out DIR (default: eval_<split> beside the checkpoint): metrics.json (everything),
+confusion_<model>.csv (rows = true class, columns = predicted) and confusion_<model>.png.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a students checkpoint: accuracy, per-class, confusion matrices",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a students checkpoint (best.pt or last.pt of xmkd distill)")
+    add_data_args(p, split="test")
+    p.add_argument("--out", default=None, metavar="DIR", help="where the reports go")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--top-k", type=int, default=5)
+    add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xmkd.checkpoint import load_students
+    from xmkd.config import resolve_device
+    from xmkd.errors import XmkdError
+    from xmkd.evaluate import evaluate_models, format_table, save_report
+    from xmkd.train.inputs import StudentWindows, skeleton_source
+
+    device = resolve_device(args.device or "auto")
+    models, meta = load_students(args.checkpoint, map_location="cpu")
+    models = [m.to(device) for m in models]
+    raw = skeleton_source(args.sessions, args.packed, args.split, args.benchmark, labeled_only=True)
+    data = StudentWindows(raw, meta.spec(), train=False)
+    if raw.class_names and list(raw.class_names)[: meta.num_classes] != meta.class_names:
+        raise XmkdError(
+            f"{args.checkpoint}: its classes ({', '.join(meta.class_names[:3])} ...) are not the "
+            f"data's ({', '.join(list(raw.class_names)[:3])} ...)"
+        )
+    if int(data.labels.max(initial=-1)) >= meta.num_classes:
+        raise XmkdError(
+            f"the data has labels up to {int(data.labels.max()) + 1} but {args.checkpoint} knows "
+            f"{meta.num_classes} classes"
+        )
+    names = [f"student{i}_{arch}" for i, arch in enumerate(meta.archs)]
+    report = evaluate_models(
+        models,
+        data,
+        meta.class_names,
+        batch_size=args.batch_size,
+        device=device,
+        top_k=args.top_k,
+        names=names,
+        num_workers=args.workers or 0,
+        progress=not args.quiet,
+    )
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
+    path = save_report(
+        report,
+        out,
+        extra={"checkpoint": str(args.checkpoint), "split": args.split, "ensemble": meta.ensemble},
+    )
+    print(format_table(report))
+    print(f"reports in {out} ({path.name}, confusion_*.csv/png)")
+    return 0

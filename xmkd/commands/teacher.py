@@ -1,0 +1,140 @@
+"""``xmkd teacher train``: train the TSN teacher on Teacher-Train's labeled videos."""
+
+from __future__ import annotations
+
+import argparse
+
+from xmkd.commands._train_common import add_data_args, add_run_args, parse_ints
+
+DESCRIPTION = """\
+Train the video teacher (Temporal Segment Network, ResNet backbone) with labels on the
+Teacher-Train split of the given sessions, then evaluate it on Student-Train: that accuracy is how
+right the labels it will give the students are (the paper's flow teacher: 86%).
+
+modalities: rgbdiff (RGB differences, TSN's RGB-diff; the default: a from-scratch RGB-only
+teacher does not learn on a CPU budget), rgb, flow (needs optical flow in the sessions: xmkd synth
+--flow, or xmkd flow SESSION).
+
+defaults (--preset paper, TSN's recipe): 3 segments, ResNet-18, SGD momentum 0.9, lr 0.001,
+weight decay 5e-4, gradient norm clipped to 20, batch 128, 224x224 crops; RGB/RGB-diff: 80
+epochs, lr x0.1 after 30 and 60, dropout 0.8; flow: 340 epochs, steps 190/300, dropout 0.7.
+Partial BN is on with --pretrained ImageNet weights (a torchvision ResNet state_dict file) and
+off from scratch. --preset synthetic: a quarter-width ResNet-18 on 64x64 crops, 16 epochs, lr 0.01.
+
+outputs in --out RUN_DIR: teacher.pt (the teacher checkpoint `xmkd label` reads; rewritten every
+epoch with the training state, so --resume continues it) and progress.jsonl.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "teacher",
+        help="train the video teacher (TSN)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="teacher_command", metavar="ACTION")
+    t = sub.add_parser(
+        "train",
+        help="train the TSN teacher on Teacher-Train and evaluate it on Student-Train",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("--out", required=True, metavar="RUN_DIR")
+    t.add_argument("--modality", choices=("rgbdiff", "rgb", "flow"), default="rgbdiff")
+    t.add_argument("--preset", choices=("paper", "synthetic"), default="paper")
+    t.add_argument("--resume", action="store_true", help="continue RUN_DIR/teacher.pt")
+    add_data_args(t, split="teacher_train", video=True)
+    t.add_argument(
+        "--eval-split",
+        default="student_train",
+        choices=("student_train", "test"),
+        help="split the finished teacher is evaluated on (default student_train)",
+    )
+    m = t.add_argument_group("model and optimisation (override the preset)")
+    m.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None)
+    m.add_argument("--width", type=float, default=None, help="backbone width multiplier")
+    m.add_argument("--segments", type=int, default=None, help="TSN segments per clip")
+    m.add_argument("--crop-size", type=int, default=None, help="network input side in pixels")
+    m.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="FILE",
+        help="ImageNet ResNet weights (torchvision state_dict file) to start from",
+    )
+    m.add_argument("--epochs", type=int, default=None)
+    m.add_argument("--batch-size", type=int, default=None)
+    m.add_argument("--lr", type=float, default=None)
+    m.add_argument("--milestones", type=parse_ints, default=None, metavar="E1,E2")
+    m.add_argument("--seed", type=int, default=None)
+    add_run_args(t)
+    t.set_defaults(func=run)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def build_config(args: argparse.Namespace):
+    import dataclasses
+
+    from xmkd.config import teacher_preset
+
+    cfg = teacher_preset(args.preset, args.modality)
+    changes = {
+        k: v
+        for k, v in {
+            "backbone": args.backbone,
+            "num_segments": args.segments,
+            "crop_size": args.crop_size,
+            "pretrained": args.pretrained,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "device": args.device,
+        }.items()
+        if v is not None
+    }
+    if args.width is not None:
+        changes["model_kwargs"] = {**cfg.model_kwargs, "width": args.width}
+    if args.lr is not None or args.milestones is not None:
+        optim = cfg.optim
+        if args.lr is not None:
+            optim = dataclasses.replace(optim, lr=args.lr)
+        if args.milestones is not None:
+            optim = dataclasses.replace(optim, milestones=args.milestones)
+        changes["optim"] = optim
+    changes["data"] = dataclasses.replace(
+        cfg.data,
+        sessions=[str(s) for s in args.sessions],
+        benchmark=args.benchmark,
+        num_workers=args.workers or 0,
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xmkd.train.inputs import TeacherClips, class_names_of, video_source
+    from xmkd.train.teacher import build_teacher, train_teacher
+
+    cfg = build_config(args)
+    raw_train = video_source(cfg.data.sessions, cfg.modality, args.split, cfg.data.benchmark)
+    raw_eval = video_source(
+        cfg.data.sessions, cfg.modality, args.eval_split, cfg.data.benchmark, labeled_only=True
+    )
+    class_names = class_names_of(raw_train)
+    model = build_teacher(cfg, len(class_names))
+    spec = model.input_spec(crop_size=cfg.crop_size, scale_size=cfg.scale_size)
+    result = train_teacher(
+        cfg,
+        TeacherClips(raw_train, spec, train=True, seed=cfg.seed),
+        class_names,
+        spec,
+        args.out,
+        eval_set=TeacherClips(raw_eval, spec, train=False),
+        resume=args.resume,
+        progress_json=args.progress_json,
+        console=not args.quiet,
+        model=model,
+    )
+    acc = result.student_train_accuracy
+    shown = f"{100 * acc:.2f}%" if acc is not None else "n/a (no labeled clips)"
+    print(f"teacher -> {result.path}; accuracy on {args.eval_split}: {shown}")
+    return 0

@@ -1,0 +1,163 @@
+"""Training/evaluation inputs: the protocol's splits of sessions or packed NTU, windowed per model.
+
+The datasets of :mod:`xmkd.data` yield raw clips; the wrappers here apply the model's input
+pipeline (students: :func:`xmkd.preprocess.prepare_window` with the checkpoint's ``InputSpec``;
+teacher: :func:`xmkd.models.tsn.teacher_input` with its ``TSNInputSpec``). In training mode the
+random crop/augmentation of item ``i`` in epoch ``e`` draws from a generator seeded with
+``(seed, e, i)``: the same windows whatever the number of loader workers or processes, and a
+resumed run sees exactly what an uninterrupted one sees. The trainers call ``set_epoch``.
+
+Splits (the paper's protocol, :func:`xmkd.ntu.splits.protocol_split`): the teacher learns on
+``teacher_train``, the students on the unlabeled pairs of ``student_train``, everything is
+evaluated on ``test``. ``"all"`` takes every clip (your own recordings: their clips are unlabeled,
+action A000, and belong to no benchmark split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from xmkd.errors import XmkdError
+
+SPLIT_CHOICES = ("teacher_train", "student_train", "test", "all")
+
+
+class StudentWindows(Dataset):
+    """Items ``(window (3, T, 25, M), label, index)`` of a skeleton dataset, for the students."""
+
+    def __init__(self, base: Any, spec: Any, train: bool, seed: int = 0):
+        self.base = base
+        self.spec = spec
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.names: list[str] = list(base.names)
+        self.labels = np.asarray(base.labels, dtype=np.int64)
+        self.class_names = getattr(base, "class_names", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        from xmkd.preprocess import prepare_window
+
+        x, label, _ = self.base[index][:3]
+        x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)]) if self.train else None
+        valid = int(self.base.valid_frames[index])
+        window = prepare_window(x, valid, self.spec, train=self.train, rng=rng)
+        return torch.from_numpy(window), int(label), int(index)
+
+
+class TeacherClips(Dataset):
+    """Items ``(teacher input (K, C, H, W), label, index)`` of a video dataset."""
+
+    def __init__(self, base: Any, spec: Any, train: bool, seed: int = 0):
+        self.base = base
+        self.spec = spec
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.names: list[str] = list(base.names)
+        self.labels = np.asarray(base.labels, dtype=np.int64)
+        self.class_names = getattr(base, "class_names", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        from xmkd.models.tsn import teacher_input
+
+        frames = self.base.load(index)
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)]) if self.train else None
+        x = teacher_input(frames, self.spec, train=self.train, rng=rng)
+        return x, int(self.labels[index]), int(index)
+
+
+def _split_arg(split: str) -> str | None:
+    if split not in SPLIT_CHOICES:
+        raise XmkdError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
+    return None if split == "all" else split
+
+
+def _nonempty(dataset: Any, split: str, where: str) -> Any:
+    if len(dataset) == 0:
+        hint = (
+            "; your own recordings (unlabeled A000 clips) belong to no benchmark split: "
+            "pass --split all"
+            if split != "all"
+            else ""
+        )
+        raise XmkdError(f"{where} holds no clips of the {split} split{hint}")
+    return dataset
+
+
+def skeleton_source(
+    sessions: Sequence[str | Path] = (),
+    packed: str | Path | None = None,
+    split: str = "student_train",
+    benchmark: str = "xsub60",
+    labeled_only: bool = False,
+) -> Any:
+    """The raw skeleton clips of one split of sessions, or the same part of a packed NTU folder."""
+    from xmkd.data import SkeletonDataset
+
+    if packed is not None:
+        from xmkd.ntu.pack import PackedNTU
+
+        if split == "all":
+            raise XmkdError("packed NTU data is read per part: choose a split, not 'all'")
+        part = PackedNTU(packed, split)
+        dataset = SkeletonDataset.from_packed(part, labeled_only=labeled_only)
+        return _nonempty(dataset, split, str(packed))
+    if not sessions:
+        raise XmkdError("give the data: --sessions DIR [DIR ...] or --packed DIR")
+    dataset = SkeletonDataset(
+        list(sessions), split=_split_arg(split), benchmark=benchmark, labeled_only=labeled_only
+    )
+    return _nonempty(dataset, split, ", ".join(str(s) for s in sessions))
+
+
+def video_source(
+    sessions: Sequence[str | Path],
+    modality: str,
+    split: str = "student_train",
+    benchmark: str = "xsub60",
+    labeled_only: bool = False,
+    cache: bool = False,
+) -> Any:
+    """The raw videos (RGB for rgb/rgbdiff teachers, stored flow for flow) of one split."""
+    from xmkd.data import VideoDataset
+
+    if not sessions:
+        raise XmkdError("the teacher reads videos: give --sessions DIR [DIR ...]")
+    dataset = VideoDataset(
+        list(sessions),
+        split=_split_arg(split),
+        benchmark=benchmark,
+        labeled_only=labeled_only,
+        modality="flow" if modality == "flow" else "rgb",
+        cache=cache,
+    )
+    return _nonempty(dataset, split, ", ".join(str(s) for s in sessions))
+
+
+def class_names_of(dataset: Any, num_classes: int | None = None) -> list[str]:
+    """The sessions' class names, else ``A001``... for the labels present."""
+    names = getattr(dataset, "class_names", None)
+    if names:
+        return list(names)
+    count = num_classes or int(getattr(dataset, "num_classes", 0)) or 1
+    return [f"A{i + 1:03d}" for i in range(count)]
