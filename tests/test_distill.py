@@ -164,3 +164,154 @@ def test_evaluation_outputs(tmp_path):
     data = json.loads(out.read_text())
     assert data["students"][1]["top1"] == pytest.approx(5 / 6)
     assert data["ensembles"]["mean"]["confusion"] == report.ensembles["mean"].confusion.tolist()
+
+
+@pytest.fixture(scope="module")
+def tiny_session(tmp_path_factory):
+    from xmkd.synth import generate, preset
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(preset("tiny", flow=False), out)
+    return out
+
+
+def test_cli_teacher_label_distill_eval_end_to_end(tmp_path, tiny_session, capsys):
+    from xmkd.checkpoint import load_teacher
+    from xmkd.cli import main
+    from xmkd.train.label import load_labels
+
+    torch.set_num_threads(1)
+    s = str(tiny_session)
+    teacher_dir, labels = tmp_path / "teacher", tmp_path / "labels.pt"
+    assert (
+        main(
+            [
+                "teacher",
+                "train",
+                "--sessions",
+                s,
+                "--preset",
+                "synthetic",
+                "--out",
+                str(teacher_dir),
+                "--epochs",
+                "1",
+                "--width",
+                "0.125",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    teacher, meta = load_teacher(teacher_dir / "teacher.pt")
+    assert meta.modality == "rgbdiff" and len(meta.class_names) == 6
+    assert "student_train_accuracy" in meta.extra
+    assert (
+        main(
+            [
+                "label",
+                "--teacher",
+                str(teacher_dir / "teacher.pt"),
+                "--sessions",
+                s,
+                "--out",
+                str(labels),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    cache = load_labels(labels)
+    assert len(cache) == 24 and cache.logits.shape == (24, 6)  # Student-Train of the tiny preset
+    assert all("P" in n for n in cache.names) and cache.accuracy() is not None
+    # labeling again is a no-op (resumable)
+    assert (
+        main(
+            [
+                "label",
+                "--teacher",
+                str(teacher_dir / "teacher.pt"),
+                "--sessions",
+                s,
+                "--out",
+                str(labels),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "0 labeled now, 24 already there" in capsys.readouterr().out
+
+    run = tmp_path / "students"
+    assert (
+        main(
+            [
+                "distill",
+                "--sessions",
+                s,
+                "--labels",
+                str(labels),
+                "--out",
+                str(run),
+                "--preset",
+                "synthetic",
+                "--students",
+                "stgcn,hcn",
+                "--width",
+                "0.125",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--progress-json",
+                "-",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "end"
+    models, meta = load_students(run / "best.pt")
+    assert meta.archs == ["stgcn", "hcn"] and meta.class_names == cache.class_names
+    assert meta.spec().window == 48 and meta.kwargs[1]["window_size"] == 48
+
+    assert (
+        main(
+            [
+                "eval",
+                str(run / "best.pt"),
+                "--sessions",
+                s,
+                "--quiet",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and len(metrics["students"]) == 2
+    assert sum(map(sum, metrics["ensembles"]["mean"]["confusion"])) == 24
+    assert (tmp_path / "eval" / "confusion_ensemble_mean.png").stat().st_size > 1000
+
+    # errors are one sentence naming the problem, not tracebacks
+    assert main(["distill", "--sessions", s, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "xmkd label" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "distill",
+                "--sessions",
+                s,
+                "--labels",
+                str(labels),
+                "--out",
+                str(tmp_path / "y"),
+                "--split",
+                "teacher_train",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "no teacher label" in capsys.readouterr().err
