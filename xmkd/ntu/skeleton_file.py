@@ -16,6 +16,7 @@ they are parsed from their text as integers.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -207,26 +208,51 @@ def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> SkeletonSequenc
 # Fast path -----------------------------------------------------------------------------------
 #
 # Each token is converted from the 16 bytes that end at its last character (one gather of 16-byte
-# rows), with two small matrix products: digits times their place values, and the position of the
-# decimal point. A token of at most 15 characters has at most 15 digits, so its integer mantissa
-# M < 10**15 < 2**53 is exact and M / 10**decimals is the correctly rounded double, the same one
-# strtod / float() return (Clinger's fast path). Longer tokens (body IDs) and tokens with an
-# exponent (real files hold a few values like -7.257856E-05) go through float() one by one.
+# rows) with SWAR integer arithmetic on the row's two 64-bit words. A token of at most 15
+# characters has at most 15 digits, so its integer mantissa M < 10**15 < 2**53 is exact and
+# M / 10**decimals is the correctly rounded double: the one strtod / float() return (Clinger's fast
+# path). Longer tokens (body IDs) and tokens with an exponent (real files hold a few values like
+# -7.257856E-05) go through float() one by one. No BLAS (its threads stall on a busy machine) and
+# no np.fmod (slow for large quotients). Intermediate arrays live in per-thread scratch buffers
+# that are reused between files: fresh large arrays cost a page fault per 4 KiB.
 
 _WINDOW = 16
 _MAX_BULK = _WINDOW - 1
-_COLUMN = np.arange(_WINDOW, dtype=np.uint8)
-# Place values in three groups of five digits, each group exact in float32.
-_PLACES = np.zeros((_WINDOW, 3), dtype=np.float32)
-for _col in range(_WINDOW):
-    _power = _WINDOW - 1 - _col
-    if _power < 15:
-        _PLACES[_col, 2 - _power // 5] = 10.0 ** (_power % 5)
-_GROUPS = np.array([1e10, 1e5, 1.0])
-# Decimal point at window column J -> bit (15 - J): the number of decimals.
-_DOT_CODE = (2.0 ** (_WINDOW - 1 - np.arange(_WINDOW))).astype(np.float32)
+_U64 = np.uint64
+_PAIRS = _U64(0x000000FF000000FF)
+_MUL_HIGH = _U64(100 + (1000000 << 32))
+_MUL_LOW = _U64(1 + (10000 << 32))
+# _TOKEN_BYTES[n]: masks for the two words of a 16-byte row keeping its last n bytes.
+_TOKEN_BYTES = np.array(
+    [[(((1 << (8 * n)) - 1) << (8 * (16 - n))) >> shift & (2**64 - 1) for shift in (0, 64)]
+     for n in range(17)],
+    dtype=np.uint64,
+)  # fmt: skip
 _POW10 = 10.0 ** np.arange(_WINDOW + 1)
 _EXPONENT_CHARS = np.array([43, 69, 101], dtype=np.uint8)  # '+', 'E', 'e'
+_SCRATCH_LIMIT = 8 << 20  # files above this many bytes use fresh arrays, not the cache
+_scratch_local = threading.local()
+
+
+class _Scratch:
+    """Named reusable arrays of this thread, grown on demand (views of the requested size)."""
+
+    def __init__(self, reuse: bool):
+        self.reuse = reuse
+        self.store = getattr(_scratch_local, "store", None) if reuse else None
+        if self.store is None:
+            self.store = {}
+            if reuse:
+                _scratch_local.store = self.store
+
+    def __call__(self, name: str, shape: int | tuple[int, ...], dtype: type) -> np.ndarray:
+        shape = (shape,) if isinstance(shape, int) else shape
+        count = int(np.prod(shape))
+        held = self.store.get(name)
+        if held is None or held.size < count or held.dtype != dtype:
+            held = np.empty(max(count, 1024), dtype=dtype)
+            self.store[name] = held
+        return held[:count].reshape(shape)
 
 
 def _parse_fast(data: bytes) -> SkeletonSequence | None:
@@ -234,81 +260,139 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     size = len(data)
     if size == 0:
         return None
+    tmp = _Scratch(reuse=size <= _SCRATCH_LIMIT)
     u = np.frombuffer(data, dtype=np.uint8)
-    ws = u <= 32
+    flag = tmp("flag", size, bool)  # per-byte scratch for the counts below
     # Tokens: runs of non-whitespace.
-    edges = np.empty(size + 1, dtype=bool)
+    ws = np.less_equal(u, 32, out=tmp("ws", size, bool))
+    edges = tmp("edges", size + 1, bool)
     edges[0] = not ws[0]
     edges[-1] = not ws[-1]
     np.not_equal(ws[1:], ws[:-1], out=edges[1:-1])
     bounds = np.flatnonzero(edges)
     starts, ends = bounds[0::2], bounds[1::2]
-    lengths = ends - starts
+    count = starts.size
+    lengths = np.subtract(ends, starts, out=tmp("lengths", count, np.int64))
     # Byte codes: digits 0..9, '-' 253, '.' 254; 16 bytes in front so every window exists.
-    buffer = np.empty(size + _WINDOW, dtype=np.uint8)
+    buffer = tmp("buffer", size + _WINDOW, np.uint8)
     buffer[:_WINDOW] = 32
-    codes = buffer[_WINDOW:]
-    np.subtract(u, np.uint8(48), out=codes)
+    codes = np.subtract(u, np.uint8(48), out=buffer[_WINDOW:])
     # Alphabet: whitespace (\t \n \r space), digits, '-', '.'; 'E' 'e' '+' send their token to
     # float(). Checked by counting.
-    is_digit = codes < 10
-    minus_total = np.count_nonzero(u == 45)
-    dot_total = np.count_nonzero(u == 46)
     ws_total = np.count_nonzero(ws)
-    slow = lengths > _MAX_BULK
-    odd_total = size - ws_total - minus_total - dot_total - np.count_nonzero(is_digit)
+    minus_total = np.count_nonzero(np.equal(u, 45, out=flag))
+    dot_total = np.count_nonzero(np.equal(u, 46, out=flag))
+    digit_total = np.count_nonzero(np.less(codes, 10, out=flag))
+    slow = np.greater(lengths, _MAX_BULK, out=tmp("slow", count, bool))
+    odd_total = size - ws_total - minus_total - dot_total - digit_total
     if odd_total:
-        odd = np.flatnonzero(~(ws | is_digit | (u == 45) | (u == 46)))
-        if not np.isin(u[odd], _EXPONENT_CHARS).all():
-            return None
+        letters = np.flatnonzero(np.greater(u, 57, out=flag))
+        plus = np.flatnonzero(np.equal(u, 43, out=flag))
+        if odd_total != letters.size + plus.size or not np.isin(u[letters], _EXPONENT_CHARS).all():
+            return None  # a byte that cannot be part of a number
+        odd = np.concatenate([letters, plus])
         slow[np.searchsorted(starts, odd, side="right") - 1] = True
-    controls = np.count_nonzero(u < 32)
+    controls = np.count_nonzero(np.less(u, 32, out=flag))
     if controls and controls != np.count_nonzero((u == 10) | (u == 13) | (u == 9)):
         return None  # control characters other than tab and line breaks
-    # Row t: the 16 bytes ending at token t's last byte; columns >= 16 - length are the token's.
-    rows = np.ndarray((size + 1,), dtype=f"V{_WINDOW}", buffer=buffer, strides=(1,))[ends]
-    window = rows.view(np.uint8).reshape(-1, _WINDOW)
-    inside = _COLUMN >= (_WINDOW - np.minimum(lengths, _WINDOW)).astype(np.uint8)[:, None]
-    dots = window == 254
-    dots &= inside
-    window *= window < 10
-    window *= inside
-    groups = window.astype(np.float32) @ _PLACES
-    mantissa = groups.astype(np.float64) @ _GROUPS  # the '.' counts as a 0 digit
-    dot_code = dots.astype(np.float32) @ _DOT_CODE
-    has_dot = dot_code != 0
-    decimals = np.where(has_dot, np.frexp(dot_code)[1] - 1, 0)
-    scale = _POW10[decimals]
-    # Drop the 0 digit of the point: M = A*10**(k+1) + B  ->  A*10**k + B = (M + 9B) / 10.
-    tail = np.fmod(mantissa, scale)
-    values = np.where(has_dot, (mantissa + 9.0 * tail) / 10.0, mantissa)
-    values /= scale
-    negative = u[starts] == 45
-    np.negative(values, out=values, where=negative)
+    # Row t: the 16 bytes ending at token t's last byte; its last `length` bytes are the token.
+    source = np.ndarray((size + 1,), dtype=f"V{_WINDOW}", buffer=buffer, strides=(1,))
+    rows = np.take(source, ends, out=tmp("rows", count, f"V{_WINDOW}"), mode="clip")
+    window = rows.view(np.uint8).reshape(count, _WINDOW)
+    dots = np.equal(window, 254, out=tmp("dots", (count, _WINDOW), bool))
+    digit = np.less(window, 10, out=tmp("digit", (count, _WINDOW), bool))
+    np.multiply(window, digit, out=window)
+    # SWAR on the two little-endian words of each row (first digit in the lowest byte): keep the
+    # token's bytes, byte pairs -> 2-digit numbers, those -> one 8-digit number (high 32 bits).
+    words = window.view("<u8")
+    index = np.minimum(lengths, _WINDOW, out=tmp("index", count, np.int64))
+    keep = np.take(_TOKEN_BYTES, index, axis=0, out=tmp("keep", (count, 2), _U64), mode="clip")
+    np.bitwise_and(words, keep, out=words)
+    pairs = np.multiply(words, _U64(10), out=keep)
+    pairs += np.right_shift(words, _U64(8), out=words)
+    high = np.bitwise_and(pairs, _PAIRS, out=words)
+    high *= _MUL_HIGH
+    np.right_shift(pairs, _U64(16), out=pairs)
+    pairs &= _PAIRS
+    pairs *= _MUL_LOW
+    pairs += high
+    eight = pairs.view("<u4")[:, 1::2]
+    mantissa = np.multiply(eight[:, 0], 1e8, out=tmp("mantissa", count, np.float64))
+    mantissa += eight[:, 1]  # a '.' counts as a 0 digit
+    # The last '.' in the window: as one 128-bit number (bytes 8-15 high), window byte J sets bit
+    # 8J, whose frexp exponent is 8J + 1. It is the token's if fewer than `length` bytes follow.
+    dot_words = dots.view(np.uint8).view("<u8")
+    dot_code = np.multiply(dot_words[:, 1], 2.0**64, out=tmp("dot_code", count, np.float64))
+    dot_code += dot_words[:, 0]
+    exponent = tmp("exponent", count, np.int32)
+    np.frexp(dot_code, out=(tmp("fraction", count, np.float64), exponent))
+    decimals = np.subtract(exponent, 1, out=tmp("decimals", count, np.int64))
+    decimals >>= 3
+    np.subtract(_WINDOW - 1, decimals, out=decimals)
+    has_dot = np.not_equal(dot_code, 0, out=tmp("has_dot", count, bool))
+    has_dot &= np.less(decimals, lengths, out=tmp("flag_t", count, bool))
+    decimals *= has_dot
+    scale = np.take(_POW10, decimals, out=tmp("scale", count, np.float64), mode="clip")
+    # Drop the 0 digit of the point: M = A*10**(k+1) + B  ->  A*10**k + B = (M + 9B) / 10, with
+    # B = M mod 10**k from an exact float division; the rounded quotient can only be one too
+    # large, and B then comes out negative.
+    tail = np.divide(mantissa, scale, out=tmp("tail", count, np.float64))
+    np.floor(tail, out=tail)
+    tail *= scale
+    np.subtract(mantissa, tail, out=tail)
+    negative_tail = np.less(tail, 0, out=tmp("flag_t", count, bool))
+    np.add(tail, scale, out=tail, where=negative_tail)
+    tail *= 9.0
+    tail += mantissa
+    tail /= 10.0
+    np.copyto(mantissa, tail, where=has_dot)
+    values = np.divide(mantissa, scale)  # returned: a fresh array
+    first_chars = np.take(u, starts, out=tmp("first", count, np.uint8), mode="clip")
+    negative = np.equal(first_chars, 45, out=tmp("negative", count, bool))
+    sign = np.multiply(negative, -2.0, out=tmp("sign", count, np.float64))
+    sign += 1.0
+    values *= sign
     # Every '-' starts a token, no token holds two '.', every token holds a digit (counted; the
-    # slow tokens by their text).
-    fast = ~slow
-    minus_found = np.count_nonzero(negative & fast)
-    dots_found = np.count_nonzero(has_dot & fast)
-    for t in np.flatnonzero(slow).tolist():
-        text = data[starts[t] : ends[t]]
+    # slow tokens by their text, which float() checks).
+    fast = np.logical_not(slow, out=tmp("fast", count, bool))
+    minus_found = np.count_nonzero(np.logical_and(negative, fast, out=tmp("flag_t", count, bool)))
+    dots_found = np.count_nonzero(np.logical_and(has_dot, fast, out=tmp("flag_t", count, bool)))
+    slow_tokens = np.flatnonzero(slow).tolist()
+    texts = [data[a:b] for a, b in zip(starts[slow].tolist(), ends[slow].tolist())]
+    joined = b" ".join(texts)
+    minus_found += joined.count(b"-")
+    dots_found += joined.count(b".")
+    if minus_found != minus_total or dots_found != dot_total:
+        return None
+    ids = {}  # long all-digit tokens (body IDs): _assemble reads them exactly as integers
+    for t, text in zip(slow_tokens, texts):
+        if text.isdigit():
+            ids[t] = text
         try:
             values[t] = float(text)
         except ValueError:
             return None
-        minus_found += text.count(b"-")
-        dots_found += text.count(b".")
-    if minus_found != minus_total or dots_found != dot_total:
+    symbols = np.add(has_dot, negative, out=tmp("symbols", count, np.int64))
+    symbols *= fast
+    if (lengths <= symbols).any():
         return None
-    if (fast & (lengths - has_dot - negative < 1)).any():
-        return None
-    return _assemble(data, values, starts, ends, np.flatnonzero(u == 10))
+    newlines = np.flatnonzero(np.equal(u, 10, out=flag))
+    return _assemble(data, values, starts, ends, ids, newlines)
 
 
 def _assemble(
-    data: bytes, values: np.ndarray, starts: np.ndarray, ends: np.ndarray, newlines: np.ndarray
+    data: bytes,
+    values: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    digit_tokens: dict[int, bytes],
+    newlines: np.ndarray,
 ) -> SkeletonSequence | None:
-    """Walk the frame structure over per-line token counts and gather the columns."""
+    """Walk the frame structure over per-line token counts and gather the columns.
+
+    ``digit_tokens`` holds the text of the all-digit tokens too long for the bulk conversion
+    (body IDs), whose float values are not exact.
+    """
     first_token = np.empty(newlines.size + 2, dtype=np.int64)
     first_token[0] = 0
     first_token[1:-1] = np.searchsorted(starts, newlines)
@@ -353,7 +437,9 @@ def _assemble(
     info_tokens = first_token[info_lines]
     ids = []
     for t in info_tokens.tolist():
-        text = data[starts[t] : ends[t]]
+        text = digit_tokens.get(t)
+        if text is None:  # a short ID
+            text = data[starts[t] : ends[t]]
         if not text.isdigit() or len(text) > 20 or int(text) >= 1 << 64:
             return None
         ids.append(int(text))
