@@ -413,3 +413,23 @@ def test_inspect_errors(tmp_path, capsys):
     assert main(["inspect", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "line 3" in err
+
+
+def test_fast_path_threads_and_fresh_buffers(ntu_samples, monkeypatch):
+    import threading
+
+    expected = [sf._parse_exact(p.read_bytes(), p) for p in ntu_samples]
+    results = []
+
+    def work():
+        for path, want in zip(ntu_samples, expected):
+            results.append(read_skeleton(path).equals(want))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 3 * len(ntu_samples)
+    monkeypatch.setattr(sf, "_SCRATCH_LIMIT", 0)  # every file takes fresh arrays
+    assert all(read_skeleton(p).equals(w) for p, w in zip(ntu_samples, expected))

@@ -229,8 +229,7 @@ _TOKEN_BYTES = np.array(
     dtype=np.uint64,
 )  # fmt: skip
 _POW10 = 10.0 ** np.arange(_WINDOW + 1)
-_EXPONENT_CHARS = np.array([43, 69, 101], dtype=np.uint8)  # '+', 'E', 'e'
-_SCRATCH_LIMIT = 8 << 20  # files above this many bytes use fresh arrays, not the cache
+_SCRATCH_LIMIT = 2 << 20  # bigger files use fresh arrays: the cache holds ~25 bytes per file byte
 _scratch_local = threading.local()
 
 
@@ -286,15 +285,18 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     slow = np.greater(lengths, _MAX_BULK, out=tmp("slow", count, bool))
     odd_total = size - ws_total - minus_total - dot_total - digit_total
     if odd_total:
-        letters = np.flatnonzero(np.greater(u, 57, out=flag))
-        plus = np.flatnonzero(np.equal(u, 43, out=flag))
-        if odd_total != letters.size + plus.size or not np.isin(u[letters], _EXPONENT_CHARS).all():
+        odd = np.flatnonzero(np.greater(u, 57, out=flag))
+        if odd.size != odd_total:
+            odd = np.concatenate([odd, np.flatnonzero(np.equal(u, 43, out=flag))])
+        chars = u[odd]
+        if odd.size != odd_total or not ((chars == 69) | (chars == 101) | (chars == 43)).all():
             return None  # a byte that cannot be part of a number
-        odd = np.concatenate([letters, plus])
         slow[np.searchsorted(starts, odd, side="right") - 1] = True
-    controls = np.count_nonzero(np.less(u, 32, out=flag))
-    if controls and controls != np.count_nonzero((u == 10) | (u == 13) | (u == 9)):
-        return None  # control characters other than tab and line breaks
+    newlines = np.flatnonzero(np.equal(u, 10, out=flag))
+    controls = np.count_nonzero(np.less(u, 32, out=flag)) - newlines.size
+    if controls and controls != np.count_nonzero(np.equal(u, 13, out=flag)):
+        if controls != np.count_nonzero((u == 13) | (u == 9)):
+            return None  # control characters other than tab and line breaks
     # Row t: the 16 bytes ending at token t's last byte; its last `length` bytes are the token.
     source = np.ndarray((size + 1,), dtype=f"V{_WINDOW}", buffer=buffer, strides=(1,))
     rows = np.take(source, ends, out=tmp("rows", count, f"V{_WINDOW}"), mode="clip")
@@ -376,7 +378,6 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     symbols *= fast
     if (lengths <= symbols).any():
         return None
-    newlines = np.flatnonzero(np.equal(u, 10, out=flag))
     return _assemble(data, values, starts, ends, ids, newlines)
 
 
