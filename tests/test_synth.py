@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,20 +210,16 @@ def test_class_count_limits() -> None:
         preset("huge")
 
 
-def test_cli_prints_a_summary(tmp_path: Path) -> None:
+def test_cli_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from xmkd.cli import main
+
     out = tmp_path / "cli"
-    result = subprocess.run(
-        [sys.executable, "-m", "xmkd", "synth", "--preset", "tiny", "--out", str(out),
-         "--classes", "1", "--no-flow", "--workers", "1"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "teacher_train" in result.stdout and "clips     12" in result.stdout
-    assert "drink water" in result.stdout and "MB" in result.stdout
+    argv = ["synth", "--preset", "tiny", "--out", str(out), "--classes", "1", "--no-flow"]
+    assert main([*argv, "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "teacher_train" in printed and "clips     12" in printed
+    assert "drink water" in printed and "MB" in printed
     assert not any((out / "flow").iterdir())
-    bad = subprocess.run(
-        [sys.executable, "-m", "xmkd", "synth", "--preset", "tiny", "--out", str(out),
-         "--classes", "99"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert bad.returncode == 2 and "classes" in bad.stderr and "Traceback" not in bad.stderr
+    assert main([*argv[:-3], "--classes", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "classes" in err and "Traceback" not in err

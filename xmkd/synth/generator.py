@@ -101,7 +101,7 @@ def tiny_subjects(per_split: int = 2) -> tuple[int, ...]:
 
 
 def preset(name: str, **overrides: Any) -> SynthConfig:
-    """``tiny`` (tests: 6 classes, 6 subjects, 2 views, 1 rep, 40 frames, with flow) or
+    """``tiny`` (tests: 6 classes, 6 subjects, 2 views, 1 rep, 32 frames, with flow) or
     ``default``; ``overrides`` replace fields (None values are ignored)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if name == "default":
@@ -112,7 +112,7 @@ def preset(name: str, **overrides: Any) -> SynthConfig:
             subjects=tiny_subjects(),
             views=(1, 2),
             repetitions=1,
-            frames=40,
+            frames=32,
             flow=True,
             flow_preset="ultrafast",
         )

@@ -33,21 +33,24 @@ SUPERSAMPLE = 2  # draw at 2x and downsample with INTER_AREA
 # Physical object sizes (m): (length along the hand, width). Exaggerated ~1.5x so a 64 px frame
 # still shows them as a few pixels, as NTU's 1080p videos show a cup at TSN's 340x256 input.
 OBJECT_SIZE = {
-    "cup": (0.17, 0.14),
-    "phone": (0.22, 0.11),
-    "food": (0.17, 0.14),
+    "cup": (0.20, 0.16),
+    "phone": (0.22, 0.12),
+    "food": (0.18, 0.16),
     "pen": (0.24, 0.03),
     "notepad": (0.30, 0.22),
     "toothbrush": (0.26, 0.035),
 }
-OBJECT_COLOURS = {  # BGR palettes
-    "cup": ((235, 235, 235), (40, 40, 210), (200, 90, 30), (60, 190, 60)),
-    "phone": ((25, 25, 25), (45, 40, 40), (70, 70, 70)),
-    "food": ((0, 140, 255), (40, 200, 240), (30, 80, 160)),
-    "pen": ((200, 40, 20), (20, 20, 200), (10, 10, 10)),
+# BGR palettes, one colour family per kind (as real cups, phones and snacks look different):
+# cups white or red, phones black with a lit screen, food yellow/orange/green.
+OBJECT_COLOURS = {
+    "cup": ((240, 240, 240), (215, 215, 250), (40, 40, 220)),
+    "phone": ((20, 20, 20), (40, 35, 35)),
+    "food": ((0, 210, 255), (0, 140, 255), (40, 200, 120)),
+    "pen": ((160, 40, 0), (20, 20, 200), (10, 10, 10)),
     "notepad": ((245, 245, 245), (150, 240, 250)),
     "toothbrush": ((240, 240, 240), (90, 200, 60), (230, 120, 200)),
 }
+PHONE_SCREEN = (255, 215, 110)
 
 
 @dataclass(frozen=True)
@@ -346,7 +349,7 @@ def _object(kind: str, centre, angle: float, length: float, width: float, colour
             cv2.circle(img, (hx, int(cy)), max(int(width * 0.3), 1), colour, 2, cv2.LINE_AA)
         elif kind == "phone":  # dark body with a lit screen
             box(img, length, width, colour)
-            box(img, length * 0.75, width * 0.7, (230, 200, 120))
+            box(img, length * 0.75, width * 0.7, PHONE_SCREEN)
         elif kind == "food":
             axes = (max(int(length / 2), 1), max(int(width / 2), 1))
             cv2.ellipse(img, (int(cx), int(cy)), axes, deg, 0, 360, colour, -1, cv2.LINE_AA)
