@@ -22,6 +22,7 @@ backends only run the network.
 from __future__ import annotations
 
 import abc
+import copy
 import hashlib
 import importlib.util
 import time
@@ -284,7 +285,10 @@ class TorchBackend(Backend):
         self.model: nn.Module | None = None
 
     def load(self, source: ModelSource) -> TorchBackend:
-        self.model = source.ensemble().to(self.device)
+        model = source.ensemble()
+        # A copy on other devices: the source's modules stay on the CPU for export and for
+        # other backends loaded from the same source.
+        self.model = model if self.device.type == "cpu" else copy.deepcopy(model).to(self.device)
         self.source = source
         return self
 

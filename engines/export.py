@@ -22,6 +22,7 @@ probabilities is reported and an export above the tolerance (1e-4 for FP32) fail
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -104,6 +105,14 @@ def as_ensemble(model: nn.Module | Sequence[nn.Module], rule: EnsembleRule = "me
     return Ensemble(students, rule).eval()
 
 
+def _on_cpu(ensemble: Ensemble) -> Ensemble:
+    """The ensemble on the CPU; a copy when it lives elsewhere (``.cpu()`` would move the
+    caller's modules, e.g. those a CUDA backend is using)."""
+    if all(p.device.type == "cpu" for p in ensemble.parameters()):
+        return ensemble
+    return copy.deepcopy(ensemble).cpu()
+
+
 # --------------------------------------------------------------------------------------------
 # Export
 
@@ -179,7 +188,7 @@ def export_onnx(
     onnx = _onnx()
     if exporter == "dynamo":
         require("onnxscript", "onnx", "The dynamo ONNX exporter")
-    ensemble = as_ensemble(model, rule).cpu()
+    ensemble = _on_cpu(as_ensemble(model, rule))
     fixed = ensemble.fixed_window
     if fixed is not None and window != fixed:
         raise XmkdError(f"these students need windows of {fixed} frames; got --window {window}")
@@ -195,7 +204,8 @@ def export_onnx(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.randn(2, 3, window, 25, persons)
+    # A private generator: exporting must not advance the caller's random state.
+    example = torch.randn(2, 3, window, 25, persons, generator=torch.Generator().manual_seed(0))
     tmp = path.with_name(f".{path.name}.tmp")
     old_level = logging.getLogger("torch.onnx").level
     try:
@@ -400,7 +410,7 @@ def check_parity(
     raise_on_failure: bool = True,
 ) -> ParityReport:
     """Compare ONNX Runtime (CPU) with the PyTorch ensemble; raise XmkdError above tolerance."""
-    ensemble = as_ensemble(model, rule).cpu()
+    ensemble = _on_cpu(as_ensemble(model, rule))
     session = onnx_session(onnx_path)
     tolerance = TOLERANCE[precision] if tolerance is None else tolerance
     report = ParityReport(
