@@ -245,6 +245,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.out)
     base = None
     if args.resume:
+        if not (run_dir / "last.pt").is_file():
+            from xmkd.errors import XmkdError
+
+            raise XmkdError(f"{run_dir / 'last.pt'}: nothing to resume from (no earlier run there)")
         stored = load_checkpoint(run_dir / "last.pt", kind="students")
         base = DistillConfig.from_dict(stored["config"])
     cfg = build_config(args, base)
