@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -433,3 +434,29 @@ def test_fast_path_threads_and_fresh_buffers(ntu_samples, monkeypatch):
     assert results == [True] * 3 * len(ntu_samples)
     monkeypatch.setattr(sf, "_SCRATCH_LIMIT", 0)  # every file takes fresh arrays
     assert all(read_skeleton(p).equals(w) for p, w in zip(ntu_samples, expected))
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["-.", ".", "-", "--5", "5-", "1.2.3", "1..2", "E", "1E", "1.2E3.4", "0x1", "1_0", "nan"]
+    + [".5", "-.5", "5.", "+5", "0.000000000000001", "1e5", "1E-05", "-1.5E+03", "-0", "inf"],
+)
+def test_fast_and_exact_paths_agree_on_odd_tokens(token):
+    tokens = ["0.5"] * 300
+    tokens[7] = token
+    lines = ["1", "1", "1 0 0 0 0 0 0 0 0 2", "25"]
+    lines += [" ".join(tokens[i : i + 12]) for i in range(0, 300, 12)]
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    fast = sf._parse_fast(data)
+    if token in ("-.", ".", "-", "--5", "5-", "1.2.3", "1..2", "E", "1E", "1.2E3.4", "0x1", "1_0"):
+        assert fast is None
+        message = rf"line 5: expected a number for orientationW of joint 1 .*'{re.escape(token)}'"
+        with pytest.raises(FormatError, match=message):
+            parse_skeleton(data, "x.skeleton")
+        return
+    value = float(token)
+    seq = parse_skeleton(data, "x.skeleton")
+    assert np.array_equal(seq.joints[0, 0, 7], value, equal_nan=True)
+    assert np.signbit(seq.joints[0, 0, 7]) == np.signbit(value)
+    if token.lower() not in ("nan", "inf"):  # letters other than exponents: exact path only
+        assert fast is not None and fast.equals(sf._parse_exact(data, "x"))

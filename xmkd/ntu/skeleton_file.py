@@ -229,6 +229,11 @@ _TOKEN_BYTES = np.array(
     dtype=np.uint64,
 )  # fmt: skip
 _POW10 = 10.0 ** np.arange(_WINDOW + 1)
+# Decimals after a '.' at window byte J, by the frexp exponent 8J + 1 of its bit; no '.' (exponent
+# 0) gives more decimals than any token has characters.
+_DECIMALS = np.array(
+    [_WINDOW + 1] + [_WINDOW - 1 - (e - 1) // 8 for e in range(1, 8 * _WINDOW + 2)]
+)
 _SCRATCH_LIMIT = 2 << 20  # bigger files use fresh arrays: the cache holds ~25 bytes per file byte
 _scratch_local = threading.local()
 
@@ -323,16 +328,14 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     mantissa += eight[:, 1]  # a '.' counts as a 0 digit
     # The last '.' in the window: as one 128-bit number (bytes 8-15 high), window byte J sets bit
     # 8J, whose frexp exponent is 8J + 1. It is the token's if fewer than `length` bytes follow.
+    # (A token with two points fails the count of points below.)
     dot_words = dots.view(np.uint8).view("<u8")
     dot_code = np.multiply(dot_words[:, 1], 2.0**64, out=tmp("dot_code", count, np.float64))
     dot_code += dot_words[:, 0]
     exponent = tmp("exponent", count, np.int32)
     np.frexp(dot_code, out=(tmp("fraction", count, np.float64), exponent))
-    decimals = np.subtract(exponent, 1, out=tmp("decimals", count, np.int64))
-    decimals >>= 3
-    np.subtract(_WINDOW - 1, decimals, out=decimals)
-    has_dot = np.not_equal(dot_code, 0, out=tmp("has_dot", count, bool))
-    has_dot &= np.less(decimals, lengths, out=tmp("flag_t", count, bool))
+    decimals = np.take(_DECIMALS, exponent, out=tmp("decimals", count, np.int64), mode="clip")
+    has_dot = np.less(decimals, lengths, out=tmp("has_dot", count, bool))
     decimals *= has_dot
     scale = np.take(_POW10, decimals, out=tmp("scale", count, np.float64), mode="clip")
     # Drop the 0 digit of the point: M = A*10**(k+1) + B  ->  A*10**k + B = (M + 9B) / 10, with
@@ -354,30 +357,30 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     sign = np.multiply(negative, -2.0, out=tmp("sign", count, np.float64))
     sign += 1.0
     values *= sign
-    # Every '-' starts a token, no token holds two '.', every token holds a digit (counted; the
-    # slow tokens by their text, which float() checks).
-    fast = np.logical_not(slow, out=tmp("fast", count, bool))
-    minus_found = np.count_nonzero(np.logical_and(negative, fast, out=tmp("flag_t", count, bool)))
-    dots_found = np.count_nonzero(np.logical_and(has_dot, fast, out=tmp("flag_t", count, bool)))
-    slow_tokens = np.flatnonzero(slow).tolist()
-    texts = [data[a:b] for a, b in zip(starts[slow].tolist(), ends[slow].tolist())]
+    # Every '-' starts a token, no token holds two '.', every token holds a digit: counted, the
+    # slow tokens by their text (which float() checks).
+    slow_tokens = np.flatnonzero(slow)
+    texts = [data[a:b] for a, b in zip(starts[slow_tokens].tolist(), ends[slow_tokens].tolist())]
     joined = b" ".join(texts)
-    minus_found += joined.count(b"-")
-    dots_found += joined.count(b".")
-    if minus_found != minus_total or dots_found != dot_total:
+    minus_found = np.count_nonzero(negative) - np.count_nonzero(negative[slow_tokens])
+    dots_found = np.count_nonzero(has_dot) - np.count_nonzero(has_dot[slow_tokens])
+    if (
+        minus_found + joined.count(b"-") != minus_total
+        or dots_found + joined.count(b".") != dot_total
+    ):
+        return None
+    digits = np.subtract(lengths, has_dot, out=tmp("digits", count, np.int64))
+    digits -= negative
+    if not digits.all():  # "-", ".", "-." (slow tokens are long or hold an 'E')
         return None
     ids = {}  # long all-digit tokens (body IDs): _assemble reads them exactly as integers
-    for t, text in zip(slow_tokens, texts):
+    for t, text in zip(slow_tokens.tolist(), texts):
         if text.isdigit():
             ids[t] = text
         try:
             values[t] = float(text)
         except ValueError:
             return None
-    symbols = np.add(has_dot, negative, out=tmp("symbols", count, np.int64))
-    symbols *= fast
-    if (lengths <= symbols).any():
-        return None
     return _assemble(data, values, starts, ends, ids, newlines)
 
 
