@@ -288,11 +288,10 @@ def read_flow(directory: str | Path, decode: bool = False) -> np.ndarray:
 # Video
 class VideoWriter:
     """Append BGR uint8 frames to an MJPEG AVI (OpenCV's built-in AVI/MJPEG muxer, so it works on
-    the headless build without FFmpeg). Use as a context manager; :attr:`frames` counts writes."""
+    the headless build without FFmpeg; its JPEG quality is fixed: OpenCV 5's MJPEG writer ignores
+    VIDEOWRITER_PROP_QUALITY). Use as a context manager; :attr:`frames` counts writes."""
 
-    def __init__(
-        self, path: str | Path, fps: float, width: int, height: int, quality: int = 95
-    ) -> None:
+    def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
         import cv2
 
         self.path = Path(path)
@@ -304,7 +303,6 @@ class VideoWriter:
         )
         if not self._writer.isOpened():
             raise XmkdError(f"OpenCV could not open {self.path} for writing an MJPEG AVI")
-        self._writer.set(cv2.VIDEOWRITER_PROP_QUALITY, float(quality))
 
     def write(self, frame_bgr: np.ndarray) -> None:
         frame_bgr = np.asarray(frame_bgr)
@@ -328,12 +326,12 @@ class VideoWriter:
         self.close()
 
 
-def write_video(path: str | Path, frames_bgr: np.ndarray, fps: float, quality: int = 95) -> int:
+def write_video(path: str | Path, frames_bgr: np.ndarray, fps: float) -> int:
     """Write (T, H, W, 3) uint8 BGR frames as an MJPEG AVI; returns the frame count."""
     frames_bgr = np.asarray(frames_bgr)
     if frames_bgr.ndim != 4 or frames_bgr.shape[-1] != 3:
         raise ValueError(f"expected frames of shape (T, H, W, 3), got {frames_bgr.shape}")
-    with VideoWriter(path, fps, frames_bgr.shape[2], frames_bgr.shape[1], quality) as writer:
+    with VideoWriter(path, fps, frames_bgr.shape[2], frames_bgr.shape[1]) as writer:
         for frame in frames_bgr:
             writer.write(frame)
     return writer.frames
