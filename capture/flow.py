@@ -230,8 +230,19 @@ class FlowWorker:
             self.skipped[key] = self.skipped.get(key, 0) + 1
             return False
 
+    def _put_control(self, message: Any) -> bool:
+        """Queue a control message, waiting while the worker is alive (never on a dead one)."""
+        while self._proc.is_alive():
+            try:
+                self._jobs.put(message, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def end_clip(self, clip_dir: str | Path) -> None:
-        self._jobs.put(("end", str(clip_dir)))
+        if not self._put_control(("end", str(clip_dir))):
+            self._ended.add(str(clip_dir))  # a dead worker: the recorder computes it offline
         self._broken.discard(str(clip_dir))
 
     def _handle(self, msg: tuple) -> None:
@@ -268,8 +279,7 @@ class FlowWorker:
         return done
 
     def close(self, timeout: float = 60.0) -> None:
-        if self._proc.is_alive():
-            self._jobs.put(None)
+        if self._put_control(None):
             self._proc.join(timeout)
             if self._proc.is_alive():
                 self._proc.terminate()

@@ -702,7 +702,8 @@ class Recorder:
                 entry = finalize_partial(
                     clip.dir, self.session_dir, self.config.flow_config, self.log
                 )
-            except OSError as exc:  # e.g. the disk filled up: the partial stays for recover
+            except (OSError, XmkdError) as exc:  # e.g. the disk filled up
+                # the partial clip stays on disk; `xmkd recover` finishes it later
                 self.log(f"{clip.name}: left in partial/ ({exc}); run xmkd recover later")
                 continue
             if entry is not None:
