@@ -198,3 +198,22 @@ def test_smoothed_predictions_follow_the_stream():
     assert second.probs[0] == pytest.approx(second.probs[1])
     assert np.isclose(second.scores.sum(), 1.0, atol=1e-5)
     assert list(second.probs) == sorted(second.probs, reverse=True)
+
+
+def test_a_failing_model_does_not_stop_the_stream():
+    spec = default_input_spec("stgcn", window=32, fit="resize")
+    backend = SlowBackend(spec, 0)
+    calls = []
+
+    def broken(windows):
+        calls.append(len(windows))
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    backend.classify = broken
+    classifier = StreamingClassifier(backend, StreamingConfig(every=2, min_frames=2))
+    with classifier:
+        for i in range(6):
+            classifier.push(frame(i, [body(1, i)]))
+            assert classifier.flush(timeout=5)
+    assert len(calls) == 3 and classifier.emitted == 0
+    assert classifier.errors[0] == "RuntimeError: CUDA error: an illegal memory access"
