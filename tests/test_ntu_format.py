@@ -54,7 +54,7 @@ def _sequence(counts, seed=0, ids=None):
     joints = np.round(rng.normal(size=(total, 25, 12)), 7)
     joints[..., 11] = rng.integers(0, 3, size=(total, 25))
     info = np.round(rng.normal(size=(total, 9)), 7)
-    info[:, [0, 2, 4, 5, 8]] = rng.integers(0, 3, size=(total, 5))
+    info[:, [0, 1, 2, 3, 4, 5, 8]] = rng.integers(0, 3, size=(total, 7))
     if ids is None:
         ids = 72057594037927936 + rng.integers(0, 10**6, size=total).astype(np.uint64)
     return SkeletonSequence.from_arrays(counts, ids, joints, info)
@@ -460,3 +460,15 @@ def test_fast_and_exact_paths_agree_on_odd_tokens(token):
     assert np.signbit(seq.joints[0, 0, 7]) == np.signbit(value)
     if token.lower() not in ("nan", "inf"):  # letters other than exponents: exact path only
         assert fast is not None and fast.equals(sf._parse_exact(data, "x"))
+
+
+def test_writer_refuses_fractional_integer_fields(tmp_path):
+    seq = _sequence([1])
+    seq.body_info[0, 2] = 1.5  # handLeftState
+    with pytest.raises(ValueError, match="handLeftState must be a whole number"):
+        write_skeleton(tmp_path / "a.skeleton", seq)
+    seq = _sequence([1])
+    seq.joints[0, 3, 11] = 0.5
+    with pytest.raises(ValueError, match="joint field trackingState"):
+        write_skeleton(tmp_path / "a.skeleton", seq)
+    assert not (tmp_path / "a.skeleton").exists()

@@ -578,8 +578,27 @@ def _number(value: float) -> str:
     return text.upper() if "e" in text else text
 
 
+# Fields the official MATLAB reader scans with %d: they must be whole numbers.
+_WHOLE_INFO = [BODY_INFO_FIELDS.index(f) for f in BODY_INFO_FIELDS if f not in ("leanX", "leanY")]
+
+
 def format_skeleton(seq: SkeletonSequence, newline: str = "\r\n") -> str:
-    """The ``.skeleton`` text of ``seq`` (CRLF by default, like the official release)."""
+    """The ``.skeleton`` text of ``seq`` (CRLF by default, like the official release).
+
+    Raises ValueError when a field the official reader reads as an integer (the body fields other
+    than leanX/leanY, the joints' trackingState) is not a whole number.
+    """
+    for columns, fields, names in (
+        (seq.body_info[:, _WHOLE_INFO], [BODY_INFO_FIELDS[i] for i in _WHOLE_INFO], "body"),
+        (seq.joints[:, :, 11:], ["trackingState"], "joint"),
+    ):
+        bad = columns != np.floor(columns)
+        if bad.any():
+            field = fields[np.argwhere(bad)[0][-1]]
+            raise ValueError(
+                f"{names} field {field} must be a whole number (the official reader "
+                "reads it as an integer)"
+            )
     fmt = _number
     out = [str(seq.num_frames)]
     infos = seq.body_info.tolist()
