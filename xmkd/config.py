@@ -361,6 +361,8 @@ def teacher_preset(name: str, modality: str = "rgbdiff", **overrides: Any) -> Te
         optim=optim,
         crop_size=64,
         scale_size=None,
-        model_kwargs={"width": 0.25},
+        # the first frame's RGB stacked before the differences: what the actor holds (cup, phone,
+        # food) is visible in the colours, not in the motion
+        model_kwargs={"width": 0.25, "keep_rgb": modality == "rgbdiff"},
     )
     return dataclasses.replace(base, **overrides)

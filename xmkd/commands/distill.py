@@ -70,10 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("students")
     s.add_argument(
         "--students",
+        nargs="+",
         default=None,
-        metavar="ARCHS",
-        help="comma-separated architectures, one per student (e.g. stgcn,stgcn or "
-        "stgcn,hcn); default stgcn,stgcn",
+        metavar="ARCH",
+        help="architectures, one per student: stgcn stgcn, or comma-separated stgcn,hcn "
+        "(default stgcn,stgcn)",
     )
     s.add_argument(
         "--arch",
@@ -103,7 +104,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lo = p.add_argument_group("loss")
     lo.add_argument("--supervision", choices=("ce", "kl", "full"), default=None)
-    lo.add_argument("--tau", type=float, default=None, help="KL temperature (default 10)")
+    lo.add_argument(
+        "--tau",
+        "--kd-tau",
+        dest="tau",
+        type=float,
+        default=None,
+        help="KL temperature (default 10)",
+    )
     lo.add_argument(
         "--tau-squared",
         dest="tau_squared",
@@ -165,7 +173,7 @@ def build_config(args: argparse.Namespace, base=None):
     if args.students and args.arch:
         raise XmkdError("give either --students or --arch/--k, not both")
     if args.students:
-        students = [s.strip() for s in args.students.split(",") if s.strip()]
+        students = [a.strip() for s in args.students for a in s.split(",") if a.strip()]
     elif args.arch or args.k:
         students = [args.arch or "stgcn"] * (args.k or 2)
     else:
