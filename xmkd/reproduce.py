@@ -433,9 +433,12 @@ def run_students(
     )
     seconds = time.perf_counter() - t0
     from xmkd.checkpoint import load_students
+    from xmkd.config import resolve_device
 
+    device = resolve_device(cfg.device)
     models, _ = load_students(result.last)
-    logits, targets, _ = predict(models, test, batch_size=64, device="cpu")
+    models = [m.to(device) for m in models]
+    logits, targets, _ = predict(models, test, batch_size=64, device=device)
     report = score_students(logits, targets, pipeline.class_names)
     return {
         "key": run.key,

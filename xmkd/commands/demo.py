@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from xmkd.checkpoint import load_students
+    from xmkd.config import resolve_device
     from xmkd.evaluate import format_table, predict, save_report, score_students
     from xmkd.reproduce import ReproduceOptions, Run, prepare_synthetic, run_config
     from xmkd.train.distill import train_students
@@ -89,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         val_set=test,
         console=not args.quiet,
     )
+    device = resolve_device(args.device)
     models, _ = load_students(result.last)
-    logits, targets, _ = predict(models, test, batch_size=64)
+    logits, targets, _ = predict([m.to(device) for m in models], test, 64, device)
     report = score_students(
         logits,
         targets,
