@@ -1,0 +1,260 @@
+"""Azure Kinect (and Orbbec Femto through Orbbec's K4A wrapper) devices through pyk4a.
+
+pyk4a is the optional ``kinect`` extra and a source package: it builds against the Azure Kinect
+Sensor SDK (``k4a/k4a.h`` and libk4a), so the SDK must be installed before
+``pip install "xmkd[kinect]"``. Orbbec Femto devices work with the same code when Orbbec's K4A
+wrapper library stands in for libk4a. Skeletons come from the Body Tracking SDK (k4abt) through
+`capture.bodytracking`.
+
+Each device is one `KinectSource` and one NTU camera id. Several devices synchronise over the
+sync cables: one ``master``, the others ``subordinate`` (each with its own
+``subordinate_delay_usec``, e.g. 160 us apart so the depth lasers do not interfere); subordinates
+are started before the master, as the SDK requires.
+
+Spec: ``kinect[:INDEX[,INDEX...]][?resolution=720P&depth=NFOV_UNBINNED&fps=30&sync=...&bodies=1]``
+(``sync=master`` for the first device of a list, subordinates for the others, when several are
+given and ``sync`` is not set).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from capture.bodytracking import BodyTracker, TrackerConfig
+from capture.calibration import COLOR_RESOLUTIONS, DEPTH_MODES, Calibration
+from capture.source import Frame, Source, option_bool, option_num
+from xmkd.errors import XmkdError, require
+
+PYK4A_HINT = (
+    "pyk4a needs the Azure Kinect Sensor SDK (or Orbbec's K4A wrapper for Femto devices) "
+    'installed before `pip install "xmkd[kinect]"`'
+)
+FPS_CHOICES = (5, 15, 30)
+SYNC_MODES = ("standalone", "master", "subordinate")
+#: spacing of subordinate delays when several devices are given (the SDK's multi-device guide
+#: keeps depth exposures at least 160 us apart)
+SUBORDINATE_DELAY_STEP_USEC = 160
+
+
+def _pyk4a() -> Any:
+    return require("pyk4a", "kinect", "Azure Kinect capture", hint=PYK4A_HINT)
+
+
+@dataclass
+class KinectConfig:
+    """One device's settings; defaults are pyk4a's (720P BGRA, NFOV unbinned, 30 fps,
+    synchronized images only, standalone)."""
+
+    color_resolution: str = "720P"
+    depth_mode: str = "NFOV_UNBINNED"
+    fps: int = 30
+    synchronized_images_only: bool = True
+    wired_sync: str = "standalone"  # standalone | master | subordinate
+    subordinate_delay_usec: int = 0
+    depth_delay_usec: int = 0
+    bodies: bool = True  # run the Body Tracking SDK
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    timeout_ms: int = 2000  # get_capture timeout; a stalled device raises instead of hanging
+
+    def __post_init__(self) -> None:
+        self.color_resolution = self.color_resolution.upper()
+        self.depth_mode = self.depth_mode.upper()
+        self.wired_sync = self.wired_sync.lower()
+        if self.color_resolution not in COLOR_RESOLUTIONS:
+            raise XmkdError(
+                f"colour resolution {self.color_resolution!r} is not one of "
+                f"{sorted(COLOR_RESOLUTIONS)}"
+            )
+        if self.depth_mode not in DEPTH_MODES:
+            raise XmkdError(f"depth mode {self.depth_mode!r} is not one of {sorted(DEPTH_MODES)}")
+        if self.fps not in FPS_CHOICES:
+            raise XmkdError(f"Azure Kinect fps must be one of {FPS_CHOICES}, got {self.fps}")
+        if self.fps == 30 and (
+            self.color_resolution == "3072P" or self.depth_mode == "WFOV_UNBINNED"
+        ):
+            raise XmkdError("3072P colour and WFOV_UNBINNED depth run at 15 fps at most")
+        if self.wired_sync not in SYNC_MODES:
+            raise XmkdError(f"sync mode {self.wired_sync!r} is not one of {SYNC_MODES}")
+
+    def to_pyk4a(self, pyk4a: Any) -> Any:
+        """The pyk4a ``Config`` of these settings."""
+        return pyk4a.Config(
+            color_resolution=getattr(pyk4a.ColorResolution, f"RES_{self.color_resolution}"),
+            color_format=pyk4a.ImageFormat.COLOR_BGRA32,
+            depth_mode=getattr(pyk4a.DepthMode, self.depth_mode),
+            camera_fps=getattr(pyk4a.FPS, f"FPS_{self.fps}"),
+            synchronized_images_only=self.synchronized_images_only,
+            depth_delay_off_color_usec=self.depth_delay_usec,
+            wired_sync_mode=getattr(pyk4a.WiredSyncMode, self.wired_sync.upper()),
+            subordinate_delay_off_master_usec=self.subordinate_delay_usec,
+        )
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """Connected devices: ``[{"index": i, "serial": ...}]``."""
+    pyk4a = _pyk4a()
+    devices = []
+    for index in range(int(pyk4a.connected_device_count())):
+        device = pyk4a.PyK4A(device_id=index)
+        device.open()
+        try:
+            devices.append({"index": index, "serial": device.serial})
+        finally:
+            device.close()
+    return devices
+
+
+class KinectSource(Source):
+    """One Azure Kinect device as a source of mirrored BGR + depth frames with NTU bodies."""
+
+    def __init__(
+        self,
+        index: int = 0,
+        camera: int = 1,
+        config: KinectConfig | None = None,
+        max_frames: int | None = None,
+    ):
+        super().__init__(camera=camera, max_frames=max_frames)
+        self.index = int(index)
+        self.config = config or KinectConfig()
+        self.fps = float(self.config.fps)
+        self.serial: str | None = None
+        self.calibration: Calibration | None = None
+        self.calibration_raw: str | None = None
+        self.tracker: BodyTracker | None = None
+        self._device: Any = None
+
+    @property
+    def description(self) -> str:
+        serial = f" {self.serial}" if self.serial else ""
+        return (
+            f"azure-kinect #{self.index}{serial} ({self.config.color_resolution}, "
+            f"{self.config.depth_mode}, {self.config.fps} fps, {self.config.wired_sync})"
+        )
+
+    def _open(self) -> None:
+        pyk4a = _pyk4a()
+        count = int(pyk4a.connected_device_count())
+        if self.index >= count:
+            raise XmkdError(
+                f"Azure Kinect #{self.index} is not connected ({count} device(s) found)"
+            )
+        self._device = pyk4a.PyK4A(config=self.config.to_pyk4a(pyk4a), device_id=self.index)
+        try:
+            self._device.start()
+        except Exception as exc:  # pyk4a raises K4AException without a message
+            raise XmkdError(
+                f"Azure Kinect #{self.index} did not start ({exc.__class__.__name__}: {exc}); "
+                "check the USB 3 connection, the power supply, and that no other program uses it"
+            ) from exc
+        self.serial = self._device.serial
+        self.calibration_raw = self._device.calibration_raw
+        self.calibration = Calibration.from_json(
+            self.calibration_raw, self.config.depth_mode, self.config.color_resolution,
+            source=f"Azure Kinect {self.serial} calibration",
+        )  # fmt: skip
+        if self.config.bodies:
+            try:
+                self.tracker = BodyTracker(
+                    self.calibration_raw,
+                    self.config.depth_mode,
+                    self.config.color_resolution,
+                    self.config.tracker,
+                )
+            except XmkdError:
+                self._device.stop()
+                raise
+
+    def _close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
+        if self._device is not None:
+            self._device.stop()
+            self._device = None
+
+    def device_info(self) -> dict[str, Any]:
+        info = super().device_info()
+        info.update(
+            serial=self.serial,
+            index=self.index,
+            calibration=self.calibration.raw if self.calibration else None,
+            color_resolution=self.config.color_resolution,
+            depth_mode=self.config.depth_mode,
+            fps=self.config.fps,
+            wired_sync=self.config.wired_sync,
+            subordinate_delay_usec=self.config.subordinate_delay_usec,
+            body_tracking=self.tracker is not None,
+        )
+        return info
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            try:
+                capture = self._device.get_capture(timeout=self.config.timeout_ms)
+            except Exception as exc:  # K4ATimeoutException / K4AException
+                raise XmkdError(
+                    f"Azure Kinect #{self.index} delivered no capture for "
+                    f"{self.config.timeout_ms} ms ({exc.__class__.__name__}); "
+                    "a subordinate needs its master running and the sync cable connected"
+                ) from exc
+            color = capture.color
+            depth = capture.depth
+            if color is not None:
+                color = np.ascontiguousarray(color[:, ::-1, :3])  # BGRA -> BGR, mirrored
+            bodies = self.tracker.track_pyk4a(capture) if self.tracker is not None else []
+            device_usec = capture.depth_timestamp_usec if depth is not None else None
+            if not device_usec:
+                device_usec = capture.color_timestamp_usec
+            host_nsec = capture.color_system_timestamp_nsec if color is not None else 0
+            if depth is not None:
+                depth = np.ascontiguousarray(depth[:, ::-1])
+            yield Frame(
+                index=index,
+                color=color,
+                depth=depth,
+                bodies=bodies,
+                device_usec=int(device_usec),
+                host_nsec=int(host_nsec or time.perf_counter_ns()),
+                camera=self.camera,
+            )
+            index += 1
+
+
+def kinect_sources(
+    arg: str, options: dict[str, str], first_camera: int, **overrides: Any
+) -> list[Source]:
+    """Sources for ``kinect[:0,1,...]``: camera ids count up from ``first_camera`` in the order
+    given; with several devices the first is the sync master unless ``sync`` says otherwise, and
+    the returned list starts subordinates before the master (the SDK's start order)."""
+    indices = [int(i) for i in arg.split(",") if i.strip()] if arg else [0]
+    sync = options.pop("sync", None)
+    base = {
+        "color_resolution": options.pop("resolution", "720P"),
+        "depth_mode": options.pop("depth", "NFOV_UNBINNED"),
+        "fps": option_num(options, "fps", 30),
+        "synchronized_images_only": option_bool(options, "synchronized", True),
+        "bodies": option_bool(options, "bodies", True),
+    }
+    bt_mode = options.pop("bt", None)
+    sources: list[KinectSource] = []
+    for k, index in enumerate(indices):
+        if sync:
+            mode = sync
+        else:
+            mode = "standalone" if len(indices) == 1 else ("master" if k == 0 else "subordinate")
+        tracker = TrackerConfig(processing_mode=bt_mode) if bt_mode else TrackerConfig()
+        config = KinectConfig(
+            wired_sync=mode,
+            subordinate_delay_usec=SUBORDINATE_DELAY_STEP_USEC * k if mode == "subordinate" else 0,
+            tracker=tracker,
+            **base,
+        )
+        sources.append(KinectSource(index, camera=first_camera + k, config=config, **overrides))
+    return sorted(sources, key=lambda s: s.config.wired_sync == "master")

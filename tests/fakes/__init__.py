@@ -1,0 +1,1 @@
+"""Test-only fakes of native/device layers (never imported by the product)."""
