@@ -281,22 +281,14 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     buffer = tmp("buffer", size + _WINDOW, np.uint8)
     buffer[:_WINDOW] = 32
     codes = np.subtract(u, np.uint8(48), out=buffer[_WINDOW:])
-    # Alphabet: whitespace (\t \n \r space), digits, '-', '.'; 'E' 'e' '+' send their token to
-    # float(). Checked by counting.
-    ws_total = np.count_nonzero(ws)
-    minus_total = np.count_nonzero(np.equal(u, 45, out=flag))
-    dot_total = np.count_nonzero(np.equal(u, 46, out=flag))
-    digit_total = np.count_nonzero(np.less(codes, 10, out=flag))
+    # Alphabet: bytes <= 32 separate tokens (only tab and line breaks may be control characters);
+    # tokens with letters (exponents such as 1.5E-05) go to float(); in the others every byte is a
+    # digit except a leading '-' and one '.', which is checked by counting further below.
     slow = np.greater(lengths, _MAX_BULK, out=tmp("slow", count, bool))
-    odd_total = size - ws_total - minus_total - dot_total - digit_total
-    if odd_total:
-        odd = np.flatnonzero(np.greater(u, 57, out=flag))
-        if odd.size != odd_total:
-            odd = np.concatenate([odd, np.flatnonzero(np.equal(u, 43, out=flag))])
-        chars = u[odd]
-        if odd.size != odd_total or not ((chars == 69) | (chars == 101) | (chars == 43)).all():
-            return None  # a byte that cannot be part of a number
-        slow[np.searchsorted(starts, odd, side="right") - 1] = True
+    letters = np.flatnonzero(np.greater(u, 57, out=flag))
+    if letters.size:
+        slow[np.searchsorted(starts, letters, side="right") - 1] = True
+    digit_total = np.count_nonzero(np.less(codes, 10, out=flag))
     newlines = np.flatnonzero(np.equal(u, 10, out=flag))
     controls = np.count_nonzero(np.less(u, 32, out=flag)) - newlines.size
     if controls and controls != np.count_nonzero(np.equal(u, 13, out=flag)):
@@ -357,17 +349,14 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     sign = np.multiply(negative, -2.0, out=tmp("sign", count, np.float64))
     sign += 1.0
     values *= sign
-    # Every '-' starts a token, no token holds two '.', every token holds a digit: counted, the
-    # slow tokens by their text (which float() checks).
+    # Every non-digit byte of a token is its leading '-' or its (last) '.', or lies in a slow token
+    # (whose text float() checks): counted.
     slow_tokens = np.flatnonzero(slow)
     texts = [data[a:b] for a, b in zip(starts[slow_tokens].tolist(), ends[slow_tokens].tolist())]
-    joined = b" ".join(texts)
-    minus_found = np.count_nonzero(negative) - np.count_nonzero(negative[slow_tokens])
-    dots_found = np.count_nonzero(has_dot) - np.count_nonzero(has_dot[slow_tokens])
-    if (
-        minus_found + joined.count(b"-") != minus_total
-        or dots_found + joined.count(b".") != dot_total
-    ):
+    slow_symbols = sum(len(text.translate(None, b"0123456789")) for text in texts)
+    symbols = np.count_nonzero(negative) + np.count_nonzero(has_dot)
+    symbols -= np.count_nonzero(negative[slow_tokens]) + np.count_nonzero(has_dot[slow_tokens])
+    if symbols + slow_symbols != int(lengths.sum()) - digit_total:
         return None
     digits = np.subtract(lengths, has_dot, out=tmp("digits", count, np.int64))
     digits -= negative
@@ -380,6 +369,8 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
         try:
             values[t] = float(text)
         except ValueError:
+            return None
+        if b"_" in text:  # float() allows digit separators, the format does not
             return None
     return _assemble(data, values, starts, ends, ids, newlines)
 
