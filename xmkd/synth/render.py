@@ -146,15 +146,16 @@ def make_occluders(
     rng: np.random.Generator, frames: int, cam: Pinhole, probability: float
 ) -> list[Occluder]:
     """With ``probability``, a box (furniture, a passer-by) hides part of the subject for a
-    stretch of frames."""
+    stretch of frames: mostly the lower body, never the whole person (a clip nobody could label
+    from the video would only add noise)."""
     if rng.random() >= probability:
         return []
     w, h = cam.width, cam.height
     length = int(rng.integers(max(frames // 4, 1), frames + 1))
     start = int(rng.integers(0, frames - length + 1))
-    bw, bh = rng.uniform(0.2, 0.45) * w, rng.uniform(0.2, 0.5) * h
-    u0 = rng.uniform(0.15, 0.85) * w - bw / 2
-    v0 = rng.uniform(0.35, 0.95) * h - bh / 2
+    bw, bh = rng.uniform(0.15, 0.35) * w, rng.uniform(0.15, 0.35) * h
+    u0 = rng.uniform(0.2, 0.8) * w - bw / 2
+    v0 = rng.uniform(0.55, 1.0) * h - bh / 2
     colour = tuple(int(c) for c in rng.integers(20, 200, 3))
     return [Occluder(start, start + length, (u0, v0, u0 + bw, v0 + bh), colour)]
 
