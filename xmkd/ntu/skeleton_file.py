@@ -200,7 +200,7 @@ def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> SkeletonSequenc
     seq = _parse_fast(data)
     if seq is None:
         # Something did not validate: the exact scan names the line (or, if the fast path was
-        # merely too strict, e.g. numbers in exponent notation, reads the file correctly).
+        # merely too strict, e.g. a number spelled "+5" or "nan", reads the file correctly).
         seq = _parse_exact(data, path)
     return seq
 
@@ -453,11 +453,12 @@ def _assemble(
 
 
 class _Lines:
-    """Line-by-line cursor over the file text that builds the error messages."""
+    """Line-by-line cursor over the file's bytes that builds the error messages (tokens are
+    separated by ASCII whitespace, as for the fast path)."""
 
     def __init__(self, data: bytes, path: str | Path):
-        self.lines = data.decode("latin-1").split("\n")
-        if self.lines and self.lines[-1] == "":
+        self.lines = data.split(b"\n")
+        if self.lines and self.lines[-1] == b"":
             self.lines.pop()  # the final line break ends the last line, it starts none
         self.path = path
         self.index = 0  # 0-based index of the next line
@@ -465,7 +466,7 @@ class _Lines:
     def error(self, message: str, line: int | None = None) -> FormatError:
         return FormatError(self.path, message, line=line if line is not None else self.index)
 
-    def take(self, what: str, expected: int) -> list[str]:
+    def take(self, what: str, expected: int) -> list[bytes]:
         """The tokens of the next line, which must hold ``expected`` of them."""
         if self.index >= len(self.lines):
             raise self.error(
@@ -484,24 +485,28 @@ class _Lines:
             )
         return tokens
 
-    def number(self, token: str, what: str) -> float:
+    def number(self, token: bytes, what: str) -> float:
         try:
             value = float(token)
         except ValueError:
             value = None
-        if value is None or "_" in token:
-            raise self.error(f"expected a number for {what}, found {token!r}")
+        if value is None or b"_" in token:  # float() allows digit separators, the format not
+            raise self.error(f"expected a number for {what}, found {_text(token)!r}")
         return value
 
-    def whole(self, token: str, what: str) -> int:
+    def whole(self, token: bytes, what: str) -> int:
         value = self.number(token, what)
         if not math.isfinite(value) or value < 0 or value != math.floor(value):
-            raise self.error(f"expected a whole number >= 0 for {what}, found {token!r}")
+            raise self.error(f"expected a whole number >= 0 for {what}, found {_text(token)!r}")
         return int(value)
 
 
-def _quote_line(line: str) -> str:
-    return "an empty line" if not line.strip() else repr(line.strip())
+def _text(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+def _quote_line(line: bytes) -> str:
+    return "an empty line" if not line.strip() else repr(_text(line.strip()))
 
 
 def _parse_exact(data: bytes, path: str | Path) -> SkeletonSequence:
@@ -519,7 +524,7 @@ def _parse_exact(data: bytes, path: str | Path) -> SkeletonSequence:
             if not tokens[0].isdigit() or int(tokens[0]) >= 1 << 64:
                 raise cur.error(
                     f"expected the body ID of {where} (a whole number below 2**64), "
-                    f"found {tokens[0]!r}"
+                    f"found {_text(tokens[0])!r}"
                 )
             ids.append(int(tokens[0]))
             infos.append(
