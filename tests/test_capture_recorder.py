@@ -1,0 +1,257 @@
+"""The recorder for real: synthetic recordings open in the session reader, the NTU reader and the
+dataset reader; a recording process killed with SIGKILL is recovered losing at most ~1 s; the
+disk guard stops cleanly; dropped frames are counted from device timestamps; optical flow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capture.flow import FlowComputer, FlowConfig, session_flow, tsn_size, write_clip_flow
+from capture.recorder import RecordConfig, Recorder
+from capture.recover import recover_session
+from capture.source import Body, Frame, Pacer, Source, open_source
+from xmkd.errors import MissingExtraError, XmkdError
+from xmkd.ntu import read_skeleton
+from xmkd.recordings import Session, read_flow, read_session_json, read_timestamps, read_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class StripeSource(Source):
+    """A small deterministic source: a moving bar, one body in the frames listed in ``bodies``,
+    and device-timestamp gaps (frames lost before the given indices)."""
+
+    description = "stripes"
+
+    def __init__(self, n=60, camera=1, gaps=None, bodies=None, fps=30.0, realtime=False):
+        super().__init__(camera)
+        self.n, self.gaps, self.fps, self.realtime = n, gaps or {}, fps, realtime
+        self.body_frames = set(range(n)) if bodies is None else set(bodies)
+
+    def _open(self) -> None:
+        pass
+
+    def _frames(self) -> Iterator[Frame]:
+        pacer = Pacer(self.fps, self.realtime)
+        tick = 0
+        for i in range(self.n):
+            tick += self.gaps.get(i, 0)
+            img = np.full((120, 160, 3), 40, np.uint8)
+            img[:, (i * 3) % 140 : (i * 3) % 140 + 20] = 220
+            joints = np.tile([0.0, 0.0, 3.0], (25, 1)) + i * 0.001
+            bodies = [Body(11, joints)] if i in self.body_frames else []
+            yield Frame(i, img, None, bodies, int(tick * 1e6 / self.fps), time.perf_counter_ns(),
+                        self.camera)  # fmt: skip
+            tick += 1
+            pacer.wait()
+
+
+def _record(tmp_path, sources, **cfg) -> tuple[Recorder, dict]:
+    config = RecordConfig(min_free_mb=1, **cfg)
+    recorder = Recorder(sources, tmp_path / "session", config, log=lambda m: None)
+    recorder.start()
+    return recorder, recorder.wait()
+
+
+def test_synthetic_recording_opens_in_every_reader(tmp_path):
+    from xmkd.data.datasets import SkeletonDataset, VideoDataset
+
+    src = open_source("synthetic:tiny?realtime=0&clips=2&width=320&height=180")
+    recorder, stats = _record(tmp_path, [src], setup=3, performer=7, clip_seconds=1.0)
+    session = Session.open(tmp_path / "session")  # verifies every clip's files agree
+    names = [c.name for c in session.clips]
+    assert names[0] == "S003C001P007R001A000" and len(names) == stats["clips"] >= 2
+    assert len(set(names)) == len(names) and all(n.endswith("A000") for n in names)
+    clip = session.clips[0]
+    assert clip.frames == 30 and clip.label == -1
+    seq = read_skeleton(clip.skeleton)
+    video = read_video(clip.video)
+    device, host = read_timestamps(clip.timestamps)
+    assert seq.num_frames == len(video) == len(device) == 30
+    assert video.shape[1:] == (180, 320, 3)
+    assert np.all(np.diff(device) == 33333) or np.all(np.abs(np.diff(device) - 33333) <= 1)
+    flow = read_flow(clip.flow)
+    assert flow.shape == (29, 256, 456, 2)  # TSN resolution, pair i = frame i -> i + 1
+    info = read_session_json(tmp_path / "session")
+    assert info["devices"][0]["camera"] == 1 and info["dropped_frames"]["total"] == 0
+    assert not [p for p in (tmp_path / "session" / "partial").iterdir() if p.is_dir()]
+    skeletons = SkeletonDataset(tmp_path / "session", max_frames=30)
+    x = skeletons[0][0]
+    assert len(skeletons) == len(names) and tuple(np.shape(x)) == (3, 30, 25, 2)
+    assert len(VideoDataset(tmp_path / "session", modality="rgb+flow")) == len(names)
+
+
+def test_dropped_frames_are_counted_from_device_timestamps(tmp_path):
+    sources = [StripeSource(90, camera=1, gaps={10: 2, 50: 1}), StripeSource(90, camera=2)]
+    recorder, stats = _record(tmp_path, sources, clip_seconds=1.0, flow=False)
+    assert stats["dropped_frames"] == {1: 3, 2: 0} and stats["queue_overflow"] == {1: 0, 2: 0}
+    info = read_session_json(tmp_path / "session")
+    clips = {c["name"]: c for c in info["clips"]}
+    assert clips["S001C001P001R001A000"]["dropped_frames"] == 2
+    assert clips["S001C001P001R002A000"]["dropped_frames"] == 1
+    assert clips["S001C002P001R001A000"]["dropped_frames"] == 0
+    assert info["dropped_frames"]["device"] == {"camera1": 3, "camera2": 0}
+    assert info["dropped_frames"]["recorder_queue_overflow"] == {"camera1": 0, "camera2": 0}
+    assert len(clips) == 6  # 3 one-second clips per camera, both cameras in one session
+
+
+def test_presence_mode_cuts_a_clip_per_appearance(tmp_path):
+    bodies = list(range(5, 45)) + list(range(60, 64)) + list(range(80, 120))
+    src = StripeSource(130, bodies=bodies)
+    _record(tmp_path, [src], mode="presence", presence_min_seconds=0.5,
+            presence_gap_seconds=0.2, flow=False)  # fmt: skip
+    clips = Session.open(tmp_path / "session").clips
+    # two appearances kept (40 frames + the 6-frame gap tail); the 4-frame passer-by dropped
+    assert [c.frames for c in clips] == [46, 46]
+    first = read_skeleton(clips[0].skeleton)
+    assert first.body_counts[:40].min() == 1 and first.body_counts[40:].max() == 0
+
+
+def test_takes_mode_records_between_start_and_stop(tmp_path):
+    src = StripeSource(200, realtime=True, fps=100)
+    config = RecordConfig(mode="takes", flow=False, min_free_mb=1)
+    recorder = Recorder([src], tmp_path / "s", config, log=lambda m: None)
+    recorder.start()
+    time.sleep(0.3)
+    recorder.start_take()
+    time.sleep(0.5)
+    recorder.stop_take()
+    stats = recorder.wait()
+    clips = Session.open(tmp_path / "s").clips
+    assert stats["clips"] == 1 and len(clips) == 1 and 25 <= clips[0].frames <= 75
+
+
+def test_disk_guard_stops_cleanly_and_keeps_earlier_clips(tmp_path):
+    capacity = {"free": 10**12}
+
+    def free_bytes(path: Path) -> int:  # a disk that fills with what the session writes
+        used = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return capacity["free"] - used
+
+    src = StripeSource(300)
+    config = RecordConfig(clip_seconds=1.0, flow=False, min_free_mb=1)
+    recorder = Recorder([src], tmp_path / "s", config, free_bytes=free_bytes, log=lambda m: None)
+    recorder.start()
+    # leave room for about two and a half clips of this source, then the guard must trip
+    capacity["free"] = int(1e6 + 2.5 * 30 * 2200 + 4000)
+    stats = recorder.wait()
+    assert "only" in stats["stop_reason"] and "MB free" in stats["stop_reason"]
+    session = Session.open(tmp_path / "s")  # earlier takes intact and valid
+    assert 1 <= len(session.clips) < 10
+    assert all(read_skeleton(c.skeleton).num_frames == c.frames for c in session.clips)
+    assert read_session_json(tmp_path / "s")["settings"]["stopped"] == stats["stop_reason"]
+
+
+def test_kill_9_loses_at_most_the_last_second(tmp_path):
+    out = tmp_path / "rec"
+    cmd = [sys.executable, "-m", "xmkd", "record", "--source",
+           "synthetic:tiny?fps=30&width=320&height=180", "--out", str(out), "--session", "s",
+           "--setup", "1", "--performer", "2", "--clip-seconds", "2.0",
+           "--min-free-mb", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    partial = out / "s" / "partial"
+    deadline = time.monotonic() + 60
+    # wait until the first chunk is on disk (the process is really recording), then 2.6 s more
+    while not list(partial.glob("*/chunk_*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.6)
+    killed_at = time.perf_counter_ns()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert [p for p in partial.iterdir() if p.is_dir()], "nothing was left to recover"
+
+    entries = recover_session(out / "s", log=lambda m: None)
+    session = Session.open(out / "s")
+    assert entries and all(c.meta.get("recovered") for c in session.clips if c.name in
+                           {e["name"] for e in entries})  # fmt: skip
+    total = sum(c.frames for c in session.clips)
+    last_host = max(int(read_timestamps(c.timestamps)[1][-1]) for c in session.clips)
+    lost_seconds = (killed_at - last_host) / 1e9
+    assert lost_seconds <= 1.2, f"lost {lost_seconds:.2f} s of frames"
+    assert total >= 60  # more than 2 s at 30 fps survived
+    for clip in session.clips:  # every recovered clip is complete and self-consistent
+        seq = read_skeleton(clip.skeleton)
+        assert seq.num_frames == clip.frames == len(read_video(clip.video))
+        device, _ = read_timestamps(clip.timestamps)
+        assert np.all(np.diff(device) > 0)
+        assert read_flow(clip.flow).shape[0] == clip.frames - 1
+    assert not (partial / "recording.pid").exists()
+    assert recover_session(out / "s", log=lambda m: None) == []  # idempotent
+
+
+def test_recover_refuses_a_session_that_is_still_recording(tmp_path):
+    src = StripeSource(400, realtime=True, fps=100)
+    recorder = Recorder([src], tmp_path / "s", RecordConfig(flow=False, min_free_mb=1),
+                        log=lambda m: None)  # fmt: skip
+    recorder.start()
+    try:
+        # the lock names this very process, so pretend to be another one
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "getpid", lambda: 1)
+            with pytest.raises(XmkdError, match="still being recorded"):
+                recover_session(tmp_path / "s", log=lambda m: None)
+    finally:
+        recorder.stop()
+
+
+# ---- flow ----------------------------------------------------------------------------------
+def test_dis_flow_measures_a_known_shift_at_tsn_resolution():
+    assert tsn_size(1280, 720) == (456, 256) and tsn_size(340, 256) == (340, 256)
+    rng = np.random.default_rng(0)
+    base = (rng.random((256, 340)) * 255).astype(np.uint8)
+    import cv2
+
+    base = cv2.GaussianBlur(base, (0, 0), 2)
+    frames = [np.dstack([np.roll(base, 2 * i, axis=1)] * 3) for i in range(3)]
+    for preset in ("ultrafast", "fast", "medium"):
+        computer = FlowComputer(FlowConfig(preset=preset))
+        assert computer.push(frames[0]) is None
+        flow = computer.push(frames[1])
+        inner = flow[32:-32, 32:-32]
+        assert abs(np.median(inner[..., 0]) - 2.0) < 0.3 and abs(np.median(inner[..., 1])) < 0.3
+
+
+def test_flow_files_follow_the_layout(tmp_path):
+    frames = [np.full((180, 320, 3), 50 + 10 * i, np.uint8) for i in range(4)]
+    pairs = write_clip_flow(frames, tmp_path / "f", FlowConfig(preset="ultrafast"))
+    assert pairs == 3
+    assert sorted(os.listdir(tmp_path / "f"))[:2] == ["flow_x_00001.jpg", "flow_x_00002.jpg"]
+    stored = read_flow(tmp_path / "f")
+    assert stored.shape == (3, 256, 456, 2) and abs(int(np.median(stored)) - 128) <= 1
+
+
+def test_tvl1_without_contrib_names_the_package():
+    import cv2
+
+    if hasattr(cv2, "optflow"):
+        pytest.skip("opencv-contrib is installed here: TV-L1 is available")
+    with pytest.raises(MissingExtraError, match="opencv-contrib"):
+        FlowComputer(FlowConfig(method="tvl1"))
+
+
+def test_offline_flow_for_a_session_recorded_without_it(tmp_path):
+    _record(tmp_path, [StripeSource(30)], clip_seconds=1.0, flow=False)
+    session_dir = tmp_path / "session"
+    assert not Session.open(session_dir).clips[0].has_flow
+    done = session_flow(session_dir, FlowConfig(preset="ultrafast"), log=lambda m: None)
+    assert done == {"S001C001P001R001A000": 29}
+    clip = Session.open(session_dir).clips[0]  # verify: 29 pairs for 30 frames
+    assert clip.has_flow
+    # the stored flow is the flow of the clip's own video (up to JPEG quantisation)
+    from capture.flow import iter_flow
+
+    stored = read_flow(clip.flow, decode=True)
+    expected = np.stack(list(iter_flow(read_video(clip.video), FlowConfig(preset="ultrafast"))))
+    assert stored.shape == expected.shape
+    assert np.mean(np.abs(stored - np.clip(expected, -20, 20))) < 0.2
+    assert session_flow(session_dir, FlowConfig(preset="ultrafast"), log=lambda m: None) == {}
