@@ -133,6 +133,7 @@ def test_prepare_ntu_cli(skeleton_dir, tmp_path, capsys):
     assert manifest["skipped_missing"] == ["S001C002P005R002A008"]
     assert manifest["malformed"][0]["file"].endswith("S003C002P009R001A005.skeleton")
     assert manifest["teacher_subjects"] == [1, 4, 8, 13, 15, 17, 19, 27, 31, 35]
+    assert manifest["class_names"][:2] == ["A001", "A002"] and len(manifest["class_names"]) == 60
 
     sources = {p.stem: p for p in skeleton_dir.rglob("*.skeleton")}
     for part in ("train", "test", "teacher_train", "student_train"):

@@ -8,8 +8,8 @@ parallel, selects bodies with :func:`xmkd.ntu.to_model_array`, and writes per pa
 - ``{part}_label.npy``  int64 (N,) class index (action - 1);
 - ``{part}_frames.npy`` int64 (N,) true frame count of each file (valid frames = min(frames, T));
 - ``{part}_names.txt``  the N sample names, one per line;
-- ``manifest.json``     benchmark, body selection, sizes, protocol subjects, skipped and
-  malformed files. Written last: a folder without it is an interrupted run.
+- ``manifest.json``     benchmark, body selection, sizes, class names (action codes A001...),
+  protocol subjects, skipped and malformed files. Written last: a folder without it is an interrupted run.
 
 Samples on the official missing-skeleton list are excluded; malformed files are reported with
 their error and left out. :class:`PackedNTU` reads a part back (memory-mapped).
@@ -29,7 +29,13 @@ from xmkd.errors import FormatError, XmkdError
 from xmkd.ntu.bodies import SELECTIONS, to_model_array
 from xmkd.ntu.names import SampleName, SampleNameError
 from xmkd.ntu.skeleton_file import read_skeleton
-from xmkd.ntu.splits import ProtocolSplit, in_benchmark, missing_skeletons, protocol_split
+from xmkd.ntu.splits import (
+    ProtocolSplit,
+    benchmark_dataset,
+    in_benchmark,
+    missing_skeletons,
+    protocol_split,
+)
 
 __all__ = ["MANIFEST", "PackOptions", "PackSummary", "PackedNTU", "pack_ntu", "packed_parts"]
 
@@ -75,6 +81,10 @@ class PackSummary:
         out.append(f"{len(self.malformed)} malformed files left out")
         out += [f"  {error}" for _, error in self.malformed]
         return out
+
+
+def _num_actions(benchmark: str) -> int:
+    return 60 if benchmark_dataset(benchmark) == "ntu60" else 120
 
 
 def packed_parts(benchmark: str) -> tuple[str, ...]:
@@ -215,6 +225,8 @@ def pack_ntu(
         "max_frames": options.max_frames,
         "max_bodies": options.max_bodies,
         "parts": summary.counts,
+        # Class i is action A(i+1); the names are the dataset's action codes.
+        "class_names": [f"A{a:03d}" for a in range(1, _num_actions(options.benchmark) + 1)],
         "source": str(skeletons),
         "skipped_missing": skipped,
         "malformed": [{"file": f, "error": e} for f, e in malformed],

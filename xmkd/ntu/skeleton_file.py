@@ -251,7 +251,7 @@ class _Scratch:
 
     def __call__(self, name: str, shape: int | tuple[int, ...], dtype: type) -> np.ndarray:
         shape = (shape,) if isinstance(shape, int) else shape
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         held = self.store.get(name)
         if held is None or held.size < count or held.dtype != dtype:
             held = np.empty(max(count, 1024), dtype=dtype)
@@ -353,7 +353,7 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     # (whose text float() checks): counted.
     slow_tokens = np.flatnonzero(slow)
     texts = [data[a:b] for a, b in zip(starts[slow_tokens].tolist(), ends[slow_tokens].tolist())]
-    slow_symbols = sum(len(text.translate(None, b"0123456789")) for text in texts)
+    slow_symbols = len(b"".join(texts).translate(None, b"0123456789"))
     symbols = np.count_nonzero(negative) + np.count_nonzero(has_dot)
     symbols -= np.count_nonzero(negative[slow_tokens]) + np.count_nonzero(has_dot[slow_tokens])
     if symbols + slow_symbols != int(lengths.sum()) - digit_total:
