@@ -9,7 +9,8 @@ parallel, selects bodies with :func:`xmkd.ntu.to_model_array`, and writes per pa
 - ``{part}_frames.npy`` int64 (N,) true frame count of each file (valid frames = min(frames, T));
 - ``{part}_names.txt``  the N sample names, one per line;
 - ``manifest.json``     benchmark, body selection, sizes, class names (action codes A001...),
-  protocol subjects, skipped and malformed files. Written last: a folder without it is an interrupted run.
+  protocol subjects, skipped and malformed files. Written last: a folder without it is an
+  interrupted run.
 
 Samples on the official missing-skeleton list are excluded; malformed files are reported with
 their error and left out. :class:`PackedNTU` reads a part back (memory-mapped).
