@@ -255,3 +255,43 @@ def test_offline_flow_for_a_session_recorded_without_it(tmp_path):
     assert stored.shape == expected.shape
     assert np.mean(np.abs(stored - np.clip(expected, -20, 20))) < 0.2
     assert session_flow(session_dir, FlowConfig(preset="ultrafast"), log=lambda m: None) == {}
+
+
+@pytest.fixture()
+def small_filesystem(tmp_path):
+    """A real 16 MB tmpfs (needs root, as in the project's CI container)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; the fake-disk guard test still ran")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)  # fmt: skip
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+class NoiseSource(StripeSource):
+    """Incompressible frames (about 60 kB per JPEG) to fill a disk quickly."""
+
+    def _frames(self) -> Iterator[Frame]:
+        rng = np.random.default_rng(0)
+        for frame in super()._frames():
+            frame.color = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            yield frame
+
+
+def test_disk_guard_on_a_really_small_filesystem(small_filesystem):
+    config = RecordConfig(clip_seconds=1.0, flow=False, min_free_mb=6)
+    recorder = Recorder([NoiseSource(3000)], small_filesystem / "s", config, log=lambda m: None)
+    recorder.start()
+    stats = recorder.wait()
+    assert stats["stop_reason"] and "MB free" in stats["stop_reason"]
+    session = Session.open(small_filesystem / "s")
+    assert len(session.clips) >= 1
+    for clip in session.clips:
+        assert len(read_video(clip.video)) == read_skeleton(clip.skeleton).num_frames == clip.frames
+    import shutil
+
+    assert shutil.disk_usage(small_filesystem).free > 1e6  # stopped before the disk was full
