@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("step", "exponential", "none")
+SCHEDULES = ("step", "exponential", "cosine", "none")
 SUPERVISIONS = ("ce", "kl", "full")
 ENSEMBLES = ("mean", "max")
 MODALITIES = ("rgb", "rgbdiff", "flow")

@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--batch-size", type=int, default=None)
     m.add_argument("--lr", type=float, default=None)
     m.add_argument("--milestones", type=parse_ints, default=None, metavar="E1,E2")
+    m.add_argument(
+        "--schedule",
+        choices=("step", "cosine", "exponential", "none"),
+        default=None,
+        help="lr schedule (TSN: step at the milestones)",
+    )
     m.add_argument("--seed", type=int, default=None)
     add_run_args(t)
     t.set_defaults(func=run)
@@ -94,8 +100,10 @@ def build_config(args: argparse.Namespace):
     }
     if args.width is not None:
         changes["model_kwargs"] = {**cfg.model_kwargs, "width": args.width}
-    if args.lr is not None or args.milestones is not None:
+    if args.lr is not None or args.milestones is not None or args.schedule is not None:
         optim = cfg.optim
+        if args.schedule is not None:
+            optim = dataclasses.replace(optim, schedule=args.schedule)
         if args.lr is not None:
             optim = dataclasses.replace(optim, lr=args.lr)
         if args.milestones is not None:

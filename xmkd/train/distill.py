@@ -62,9 +62,14 @@ def build_optimizer(cfg: OptimConfig, params: Any) -> torch.optim.Optimizer:
 
 
 def build_scheduler(
-    cfg: OptimConfig, optimizer: torch.optim.Optimizer
+    cfg: OptimConfig, optimizer: torch.optim.Optimizer, epochs: int | None = None
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-epoch schedule: x gamma at the milestones ("step") or every epoch ("exponential")."""
+    """Per-epoch schedule: x gamma at the milestones ("step"), every epoch ("exponential"), or
+    a cosine decay to zero over ``epochs`` ("cosine")."""
+    if cfg.schedule == "cosine":
+        if not epochs:
+            raise ValueError("a cosine schedule needs the number of epochs")
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, gamma=cfg.gamma)
     if cfg.schedule == "exponential":
@@ -212,7 +217,7 @@ def train_students(
     optimizers = [
         build_optimizer(config.optim_for(i), m.parameters()) for i, m in enumerate(models)
     ]
-    schedulers = [build_scheduler(config.optim_for(i), o) for i, o in enumerate(optimizers)]
+    schedulers = [build_scheduler(config.optim_for(i), o, epochs) for i, o in enumerate(optimizers)]
     loss_fn = StudentLoss(
         supervision=config.supervision,
         mutual=config.mutual,

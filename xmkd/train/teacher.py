@@ -89,7 +89,7 @@ def train_teacher(
         model = build_teacher(config, num_classes)
     model = model.to(ctx.device)
     optimizer = build_optimizer(config.optim, [p for p in model.parameters()])
-    scheduler = build_scheduler(config.optim, optimizer)
+    scheduler = build_scheduler(config.optim, optimizer, config.epochs)
     start_epoch, history = 0, []
     if resume:
         start_epoch, history = _resume(path, model, optimizer, scheduler, ctx)
