@@ -330,9 +330,10 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     has_dot = np.less(decimals, lengths, out=tmp("has_dot", count, bool))
     decimals *= has_dot
     scale = np.take(_POW10, decimals, out=tmp("scale", count, np.float64), mode="clip")
-    # Drop the 0 digit of the point: M = A*10**(k+1) + B  ->  A*10**k + B = (M + 9B) / 10, with
-    # B = M mod 10**k from an exact float division; the rounded quotient can only be one too
-    # large, and B then comes out negative.
+    # The value: the digits, with the point's 0 digit, are M = A*10**(k+1) + B (B < 10**k the k
+    # decimals), the number is A + B/10**k = (M + 9B) / 10**(k+1): an exact integer (< 2**53)
+    # divided once. B = M mod 10**k from an exact float division; the rounded quotient can only
+    # be one too large, and B then comes out negative. No point: k = 0, B = 0, divide by 1.
     tail = np.divide(mantissa, scale, out=tmp("tail", count, np.float64))
     np.floor(tail, out=tail)
     tail *= scale
@@ -341,9 +342,9 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
     np.add(tail, scale, out=tail, where=negative_tail)
     tail *= 9.0
     tail += mantissa
-    tail /= 10.0
-    np.copyto(mantissa, tail, where=has_dot)
-    values = np.divide(mantissa, scale)  # returned: a fresh array
+    decimals += has_dot
+    divisor = np.take(_POW10, decimals, out=scale, mode="clip")
+    values = np.divide(tail, divisor)  # returned: a fresh array
     first_chars = np.take(u, starts, out=tmp("first", count, np.uint8), mode="clip")
     negative = np.equal(first_chars, 45, out=tmp("negative", count, bool))
     sign = np.multiply(negative, -2.0, out=tmp("sign", count, np.float64))
