@@ -33,7 +33,13 @@ from gui.prob_bars import ProbBars
 from gui.skeleton_view import SkeletonView
 from gui.source_picker import SourcePicker
 from gui.timeline import Timeline
-from gui.workers import LatestSlot, SourceWorker, describe_error, start_in_thread
+from gui.workers import (
+    LatestSlot,
+    SourceWorker,
+    describe_error,
+    leave_a_core_for_the_ui,
+    start_in_thread,
+)
 
 
 class PredictionRelay(QObject):
@@ -42,8 +48,8 @@ class PredictionRelay(QObject):
 
     ready = Signal()
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.slot = LatestSlot()
         self.count = 0
 
@@ -62,6 +68,7 @@ def load_classifier(model: str, engine: str, every: int, smoothing: str, on_pred
     from engines.streaming import StreamingClassifier, StreamingConfig
 
     torch.set_grad_enabled(False)
+    leave_a_core_for_the_ui()
     path = Path(model)
     source = (
         ModelSource.from_onnx(path) if path.suffix == ".onnx" else ModelSource.from_checkpoint(path)
@@ -83,16 +90,14 @@ class LiveWorker(SourceWorker):
 
     classifier_ready = Signal(str)
 
-    def __init__(
-        self, spec: str, model: str, engine: str, every: int, smoothing: str,
-        relay: PredictionRelay,
-    ):  # fmt: skip
+    def __init__(self, spec: str, model: str, engine: str, every: int, smoothing: str):
         super().__init__(spec)
         self.model = model
         self.engine = engine
         self.every = every
         self.smoothing = smoothing
-        self.relay = relay
+        #: a child: deleted with the worker, after the classifier thread has stopped
+        self.relay = PredictionRelay(self)
         self.classifier: Any = None
 
     @Slot()
@@ -237,16 +242,15 @@ class LiveTab(QWidget):
         self.bars.clear()
         self.predictions = 0
         self._t0 = time.monotonic()
-        self.relay = PredictionRelay()
-        self.relay.ready.connect(self._show_prediction)
         worker = LiveWorker(
             self.picker.spec(),
             model,
             self.engine.currentText(),
             self.stride.value(),
             self.smoothing.currentText(),
-            self.relay,
         )
+        self.relay = worker.relay
+        self.relay.ready.connect(self._show_prediction)
         worker.frame_ready.connect(self._show_frame)
         worker.stats.connect(self._show_stats)
         worker.error.connect(self.show_message)
@@ -275,6 +279,7 @@ class LiveTab(QWidget):
     @Slot()
     def _worker_finished(self) -> None:
         self.worker = None
+        self.relay = None
         self._update_buttons()
 
     @Slot()

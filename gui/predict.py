@@ -21,9 +21,11 @@ class ClipPredictor:
         import torch
 
         from engines.backends import ModelSource, open_backend
+        from gui.workers import leave_a_core_for_the_ui
         from xmkd.errors import XmkdError
 
         torch.set_grad_enabled(False)
+        leave_a_core_for_the_ui()
         path = Path(path)
         if not path.is_file():
             raise XmkdError(f"{path}: no such model file (a students checkpoint or an .onnx)")

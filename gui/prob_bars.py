@@ -44,6 +44,7 @@ class ProbBars(QWidget):
         if not self.items:
             painter.setPen(QColor("#888"))
             painter.drawText(QRectF(0, 0, w, h), Qt.AlignmentFlag.AlignCenter, "no prediction yet")
+            painter.end()
             return
         for i, (label, p) in enumerate(self.items):
             y = 4 + i * row
@@ -63,3 +64,4 @@ class ProbBars(QWidget):
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                 f"{100 * p:.1f}%",
             )
+        painter.end()

@@ -37,6 +37,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from capture.calibration import COLOR_RESOLUTIONS, DEPTH_MODES
+from capture.kinect import FPS_CHOICES
 from gui.skeleton_view import SkeletonView
 from gui.source_picker import SourcePicker
 from gui.video_view import VideoView
@@ -48,9 +50,6 @@ from gui.workers import (
     start_in_thread,
 )
 
-COLOR_RESOLUTIONS = ("720p", "1080p", "1440p", "1536p", "2160p", "3072p")
-DEPTH_MODES = ("NFOV_UNBINNED", "NFOV_2X2BINNED", "WFOV_2X2BINNED", "WFOV_UNBINNED", "OFF")
-FPS_CHOICES = ("30", "15", "5")
 #: recording modes of capture.recorder.RecordConfig, as the picker shows them
 MODES = {
     "takes (Record / Stop)": "takes",
@@ -241,11 +240,12 @@ class RecordTab(QWidget):
         sensor_box = QGroupBox("Sensor")
         sf = QFormLayout(sensor_box)
         self.color_res = QComboBox()
-        self.color_res.addItems(COLOR_RESOLUTIONS)
+        self.color_res.addItems(list(COLOR_RESOLUTIONS))
+        self.color_res.setToolTip("colour resolution (the synthetic source renders at this size)")
         self.depth_mode = QComboBox()
-        self.depth_mode.addItems(DEPTH_MODES)
+        self.depth_mode.addItems(list(DEPTH_MODES))
         self.fps = QComboBox()
-        self.fps.addItems(FPS_CHOICES)
+        self.fps.addItems([str(f) for f in sorted(FPS_CHOICES, reverse=True)])
         sf.addRow("colour", self.color_res)
         sf.addRow("depth", self.depth_mode)
         sf.addRow("fps", self.fps)
@@ -355,12 +355,13 @@ class RecordTab(QWidget):
         kind = self.picker.kind_key()
         if kind == "kinect":
             return {
-                "color": self.color_res.currentText(),
+                "resolution": self.color_res.currentText(),
                 "depth": self.depth_mode.currentText(),
                 "fps": self.fps.currentText(),
             }
         if kind == "synthetic":
-            return {"fps": self.fps.currentText()}
+            width, height = COLOR_RESOLUTIONS[self.color_res.currentText()][2]
+            return {"fps": self.fps.currentText(), "width": width, "height": height}
         return {}
 
     def source_spec(self) -> str:

@@ -63,22 +63,20 @@ class _Projection(pg.PlotWidget):
         self.setTitle(title, color="#333", size="9pt")
         self.setLabel("bottom", labels[0], units="m")
         self.setLabel("left", labels[1], units="m")
-        self.showGrid(x=True, y=True, alpha=0.2)
+        # No grid: its lines are repainted with every frame and cost more than the skeleton.
         self.setAspectLocked(True)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.getPlotItem().setMenuEnabled(False)
         self._centre = np.asarray(centre, dtype=float)
         self._apply_range()
-        self._bones: list[pg.PlotDataItem] = []
-        self._joints: list[pg.ScatterPlotItem] = []
+        # Bones only, no joint markers: a scatter item costs more to repaint than all the
+        # bones together, and these views repaint at the capture rate.
+        self._bones: list[pg.PlotCurveItem] = []
         for colour in BODY_COLOURS:
-            bones = pg.PlotDataItem(pen=pg.mkPen(colour, width=2.5), connect="pairs")
-            joints = pg.ScatterPlotItem(size=5, brush=pg.mkBrush(colour), pen=None)
+            bones = pg.PlotCurveItem(pen=pg.mkPen(colour, width=2.5), connect="pairs")
             self.addItem(bones)
-            self.addItem(joints)
             self._bones.append(bones)
-            self._joints.append(joints)
 
     def _apply_range(self) -> None:
         half = _SPAN / 2
@@ -87,16 +85,14 @@ class _Projection(pg.PlotWidget):
 
     def show_bodies(self, bodies: Sequence[np.ndarray]) -> None:
         points = []
-        for slot, (bones, joints) in enumerate(zip(self._bones, self._joints)):
+        for slot, bones in enumerate(self._bones):
             if slot < len(bodies):
                 xyz = bodies[slot]
                 bx, by = bone_segments(xyz, self.axes)
                 bones.setData(bx, by)
-                joints.setData(xyz[:, self.axes[0]], xyz[:, self.axes[1]])
                 points.append(xyz[:, self.axes])
             else:
                 bones.setData([], [])
-                joints.setData([], [])
         if points:
             # Re-centre only when the bodies leave the inner 70% of the window.
             all_points = np.concatenate(points)

@@ -31,7 +31,7 @@ def enumerate_kinect_devices() -> list[str]:
     """
     from capture.kinect import list_devices
 
-    return [f"{d.index}: {d.serial}" for d in list_devices()]
+    return [f"{d['index']}: {d['serial']}" for d in list_devices()]
 
 
 def compose_spec(kind: str, arg: str = "", options: dict[str, object] | None = None) -> str:

@@ -59,6 +59,7 @@ class Timeline(QWidget):
         if not self.segments:
             painter.setPen(QColor("#888"))
             painter.drawText(QRectF(0, 0, w, h), Qt.AlignmentFlag.AlignCenter, "timeline")
+            painter.end()
             return
         now = self.segments[-1][1]
         start = now - self.window_s
@@ -72,3 +73,4 @@ class Timeline(QWidget):
                 painter.setPen(QColor("#111"))
                 text = metrics.elidedText(label, Qt.TextElideMode.ElideRight, int(rect.width() - 6))
                 painter.drawText(rect.adjusted(3, 0, -3, 0), Qt.AlignmentFlag.AlignVCenter, text)
+        painter.end()

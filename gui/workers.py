@@ -43,6 +43,20 @@ def describe_error(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
+def leave_a_core_for_the_ui() -> int:
+    """Limit torch's intra-op threads to one less than the CPU count (at least 1).
+
+    Inference in the GUI runs beside the UI thread; with every core busy in a matrix multiply
+    the UI thread waits for the scheduler and the event loop stalls. Returns the thread count.
+    """
+    import torch
+
+    wanted = max(1, (os.cpu_count() or 1) - 1)
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+    return torch.get_num_threads()
+
+
 def preview_image(bgr: np.ndarray | None, max_width: int = PREVIEW_MAX_WIDTH):
     """BGR frame -> (RGB preview no wider than ``max_width``, scale factor); (None, 1) if none."""
     if bgr is None:
@@ -117,17 +131,35 @@ class LatestSlot:
             return item
 
 
-def start_in_thread(worker: QObject, parent: QObject, entry: str = "run") -> QThread:
-    """Move ``worker`` to a new QThread, run ``worker.<entry>`` there, and clean up at the end.
+class _WorkerThread(QThread):
+    """A QThread whose ``run`` calls the worker's entry method directly.
 
-    The thread is owned by ``parent`` (so Python's garbage collector never destroys a running
-    thread) and deletes itself once it has finished. The worker must emit ``finished`` when its
-    entry returns; the thread then quits.
+    (Connecting ``QThread.started`` to the worker's slot is the usual pattern, but PySide6 6.12
+    delivers it in the *main* thread when a subclass overrides that slot, measured here; calling
+    the method from ``run`` always runs it in the new thread.)
     """
-    thread = QThread(parent)
-    worker.moveToThread(thread)
-    thread.started.connect(getattr(worker, entry))
-    worker.finished.connect(thread.quit)
+
+    def __init__(self, target: Callable[[], Any], parent: QObject):
+        super().__init__(parent)
+        self._target: Callable[[], Any] | None = target
+
+    def run(self) -> None:
+        target, self._target = self._target, None  # no reference cycle once it has run
+        if target is not None:
+            target()
+
+
+def start_in_thread(worker: QObject, parent: QObject, entry: str = "run") -> QThread:
+    """Run ``worker.<entry>()`` in a new QThread.
+
+    The worker stays an object of the UI thread (the signals it emits from the thread are
+    queued to the UI thread's slots) and both it and the thread become children of ``parent``:
+    Qt, not Python's garbage collector, deletes them, and only after the thread has ended
+    (deleting a QObject that another thread is still emitting from crashes).
+    """
+    worker.setParent(parent)
+    thread = _WorkerThread(getattr(worker, entry), parent)
+    thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
     worker._thread = thread
     thread.start()
@@ -235,47 +267,43 @@ class SourceWorker(QObject):
                 last, count_since = now, 0
 
 
-class TaskWorker(QObject):
-    """Runs ``fn(report, cancelled)`` in a thread: ``report(done, total, text)`` emits progress,
-    ``cancelled()`` tells the function to stop early. ``result`` carries its return value."""
+class TaskSignals(QObject):
+    """The signals of one background task; lives in (and is owned by) the UI thread."""
 
     progress = Signal(int, int, str)
     result = Signal(object)
     error = Signal(str)
     finished = Signal()
 
-    def __init__(self, fn: Callable[..., Any]):
-        super().__init__()
+
+class TaskWorker:
+    """Runs ``fn(report, cancelled)`` in a thread: ``report(done, total, text)`` emits progress,
+    ``cancelled()`` tells the function to stop early; the return value goes to ``result``."""
+
+    def __init__(self, fn: Callable[..., Any], signals: TaskSignals):
         self.fn = fn
+        self.signals = signals
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
         self._cancel.set()
 
-    @Slot()
     def run(self) -> None:
+        signals = self.signals
         try:
             value = self.fn(
-                lambda done, total, text="": self.progress.emit(int(done), int(total), str(text)),
+                lambda done, total, text="": signals.progress.emit(
+                    int(done), int(total), str(text)
+                ),
                 self._cancel.is_set,
             )
-            self.result.emit(value)
+            signals.result.emit(value)
         except Exception as exc:
             if not isinstance(exc, XmkdError):
                 traceback.print_exc()
-            self.error.emit(describe_error(exc))
+            signals.error.emit(describe_error(exc))
         finally:
-            self.finished.emit()
-
-
-class _Relay(QObject):
-    """Lives in the UI thread; re-emits a worker's signals there (queued across threads), so
-    plain callables connected to it run on the UI thread, never in the worker."""
-
-    progress = Signal(int, int, str)
-    result = Signal(object)
-    error = Signal(str)
-    finished = Signal()
+            signals.finished.emit()
 
 
 def run_task(fn: Callable[..., Any], owner: QObject, **slots: Callable) -> TaskWorker:
@@ -284,19 +312,14 @@ def run_task(fn: Callable[..., Any], owner: QObject, **slots: Callable) -> TaskW
 
     The thread is a daemon Python thread, not a QThread: a job that cannot be interrupted (a
     model load, an export) must not keep the window from closing, and a QThread destroyed
-    while running aborts the process.
+    while running aborts the process. The signal object is a child of ``owner`` and is deleted
+    a while after the task ends (never while the thread may still be emitting).
     """
-    worker = TaskWorker(fn)
-    relay = _Relay(owner)
-    for name in ("progress", "result", "error", "finished"):
-        getattr(worker, name).connect(getattr(relay, name))
+    signals = TaskSignals(owner)
     for name, slot in slots.items():
-        getattr(relay, name).connect(slot)
-    relay.finished.connect(relay.deleteLater)
-    worker.relay = relay
-    jobs = owner.__dict__.setdefault("_jobs", set())
-    jobs.add(worker)
-    relay.finished.connect(lambda: jobs.discard(worker))
+        getattr(signals, name).connect(slot)
+    signals.finished.connect(lambda: QTimer.singleShot(2000, signals.deleteLater))
+    worker = TaskWorker(fn, signals)
     threading.Thread(target=worker.run, name="xmkd-gui-task", daemon=True).start()
     return worker
 

@@ -50,8 +50,9 @@ def test_open_folder_play_pause_seek_speed(qtbot, tab, ntu_samples):
     wait_until(qtbot, lambda: tab.clip.path == ntu_samples[1], message="second clip")
     tab.seek(30)
     assert tab.index == 30 and tab.skeleton.body_count == 2
-    x, _ = tab.skeleton.front._joints[1].getData()
-    assert x[0] == pytest.approx(tab.clip.joints[30][1][0, 0])
+    x, _ = tab.skeleton.front._bones[1].getData()
+    child = 0  # the first bone starts at joint 1 (spine base)
+    assert x[0] == pytest.approx(tab.clip.joints[30][1][child, 0])
 
     tab.speed.setCurrentText("4x")
     tab.play_button.setChecked(True)

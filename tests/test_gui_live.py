@@ -1,0 +1,136 @@
+"""Live tab: a real (tiny) checkpoint through the engines' streaming classifier on NTU replay of
+the real samples and on the synthetic source: top-5 bars, timeline, latency and fps; and the
+UI thread stays responsive (longest event-loop stall) while capture, inference and a batch
+evaluation run."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+
+pytest.importorskip("PySide6", reason="the gui extra is not installed")
+
+from gui.live_tab import LiveTab  # noqa: E402
+from tests.gui_helpers import (  # noqa: E402
+    CLASS_NAMES,
+    StallMeter,
+    assert_responsive,
+    tiny_checkpoint,
+    wait_until,
+)
+
+STALL_LIMIT_MS = 50.0
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "students.pt")
+
+
+@pytest.fixture
+def tab(qtbot):
+    tab = LiveTab()
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+
+
+def test_live_predictions_on_ntu_replay(qtbot, tab, ntu_samples, checkpoint):
+    tab.picker.kind.setCurrentIndex(1)
+    tab.picker.path.setText(str(ntu_samples[0].parent))
+    tab.model_path.setText(str(checkpoint))
+    tab.engine.setCurrentText("torch-cpu")
+    tab.stride.setValue(5)
+    tab.start_button.click()
+    assert tab.is_running() and not tab.start_button.isEnabled()
+    wait_until(qtbot, lambda: tab.predictions >= 1, 30, "first prediction")
+    meter = StallMeter().start()  # capture + streaming inference now run
+    wait_until(qtbot, lambda: tab.predictions >= 10, 30, "predictions arrive")
+    meter.stop()
+    assert "torch-cpu" in tab.engine_status.text()
+    assert len(tab.bars.items) == 5
+    assert all(name in CLASS_NAMES for name, _ in tab.bars.items)
+    probs = [p for _, p in tab.bars.items]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    assert tab.current.text().split("  (")[0] == tab.bars.items[0][0]
+    assert tab.timeline.segments and tab.timeline.segments[-1][2] == tab.bars.items[0][0]
+    readout = tab.readout.text()
+    latency = float(readout.split("latency ")[1].split(" ms")[0])
+    fps = float(readout.split("capture ")[1].split(" fps")[0])
+    assert 0 < latency < 2000 and 15 < fps < 45
+    assert tab.skeleton.body_count >= 1
+    assert_responsive(meter, STALL_LIMIT_MS)
+    tab.stop_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 10, "stopped")
+    assert tab.start_button.isEnabled()
+
+
+def test_ui_stays_responsive_during_live_and_batch_evaluation(
+    qtbot, ntu_samples, checkpoint, tmp_path
+):
+    """The longest event-loop stall while capture + streaming inference (Live) and a folder
+    evaluation with clip loading (Replay) run at the same time."""
+    from gui.replay_tab import ReplayTab
+
+    live, replay = LiveTab(), ReplayTab()
+    for w in (live, replay):
+        qtbot.addWidget(w)
+        w.resize(1100, 700)
+        w.show()
+    live.picker.kind.setCurrentIndex(1)
+    live.picker.path.setText(str(ntu_samples[1]))  # two people: 2-body windows
+    live.model_path.setText(str(checkpoint))
+    live.engine.setCurrentText("torch-cpu")
+    live.stride.setValue(2)
+    replay.model_path.setText(str(checkpoint))
+    replay.backend.setCurrentText("torch")
+    for r in range(8):  # 40 real files: a folder evaluation that takes a while
+        for sample in ntu_samples:
+            name = sample.name[:13] + f"{r + 100:03d}" + sample.name[16:]
+            shutil.copy(sample, tmp_path / name)
+    replay.set_paths([tmp_path])
+    assert replay.files.count() == 40
+    replay.load_model()
+    wait_until(qtbot, lambda: replay.predictor is not None, 30, "replay model")
+    live.start()
+    wait_until(qtbot, lambda: live.predictions >= 1, 30, "live running")
+    meter = StallMeter().start()
+    replay.speed.setCurrentText("1x")
+    replay.play_button.setChecked(True)
+    replay.evaluate_folder()
+    wait_until(qtbot, lambda: replay.eval_result is not None, 60, "evaluation")
+    assert replay.eval_result["count"] == 40
+    wait_until(qtbot, lambda: live.predictions >= 10, 30, "live predictions")
+    meter.stop()
+    live.shutdown()
+    replay.shutdown()
+    assert_responsive(meter, STALL_LIMIT_MS)
+
+
+def test_missing_model_is_reported_before_starting(qtbot, tab, tmp_path):
+    tab.model_path.setText(str(tmp_path / "nope.pt"))
+    tab.start_button.click()
+    assert not tab.is_running() and "nope.pt" in tab.message.text()
+
+
+def test_unavailable_engine_is_one_sentence(qtbot, tab, checkpoint):
+    tab.model_path.setText(str(checkpoint))
+    tab.engine.setCurrentText("tensorrt")  # no TensorRT/GPU here (or a GPU box: it builds)
+    tab.start_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 120, "worker ended or running")
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "tensorrt" in tab.message.text().lower()
+        assert "Traceback" not in tab.message.text()
+
+
+def test_live_on_the_synthetic_source(qtbot, tab, checkpoint):
+    tab.picker.kind.setCurrentIndex(0)
+    tab.model_path.setText(str(checkpoint))
+    tab.engine.setCurrentText("torch-cpu")
+    tab.start_button.click()
+    wait_until(qtbot, lambda: tab.predictions >= 3, 30, "predictions on synthetic frames")
+    assert tab.skeleton.body_count >= 1 and len(tab.bars.items) == 5

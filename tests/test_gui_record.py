@@ -1,0 +1,140 @@
+"""Record tab: preview and record real frames (NTU replay of the real samples, and the synthetic
+source) through capture's recorder; the clips land in the session and read back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6", reason="the gui extra is not installed")
+
+from gui.record_tab import RecordTab, status_text  # noqa: E402
+from tests.gui_helpers import wait_until  # noqa: E402
+
+
+@pytest.fixture
+def tab(qtbot, tmp_path):
+    tab = RecordTab()
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    tab.session_dir.setText(str(tmp_path / "session"))
+    tab.flow.setChecked(False)  # the live-flow worker process is tested by capture
+    yield tab
+    tab.shutdown()
+
+
+@pytest.fixture
+def ntu_with_video(ntu_samples, tmp_path):
+    """The first real sample with a paired ``_rgb.avi`` (small, generated) beside it."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "ntu"
+    folder.mkdir()
+    skeleton = folder / ntu_samples[0].name
+    shutil.copy(ntu_samples[0], skeleton)
+    video = folder / (skeleton.name.removesuffix(".skeleton") + "_rgb.avi")
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 180))
+    for i in range(82):
+        writer.write(np.full((180, 320, 3), (i * 3) % 255, np.uint8))
+    writer.release()
+    return skeleton
+
+
+def use_ntu(tab: RecordTab, path) -> None:
+    tab.picker.kind.setCurrentIndex(1)
+    assert tab.picker.kind_key() == "ntu"
+    tab.picker.path.setText(str(path))
+
+
+def test_status_line_text():
+    text = status_text({"fps": 29.96, "dropped": 2, "disk_free": 5 * 1024**3}, 3, 12.34)
+    assert text.split("   ·   ") == [
+        "fps 30.0", "dropped 2", "disk free 5.0 GB", "recording  12.3 s", "clips 3",
+    ]  # fmt: skip
+
+
+def test_preview_shows_frames_skeletons_and_status(qtbot, tab, ntu_samples):
+    use_ntu(tab, ntu_samples[1])  # two bodies
+    assert tab.source_spec() == f"ntu:{ntu_samples[1]}"
+    tab.preview_button.click()
+    assert not tab.preview_button.isEnabled() and tab.stop_button.isEnabled()
+    wait_until(qtbot, lambda: tab.skeleton.body_count == 2, 10, "two bodies drawn")
+    wait_until(qtbot, lambda: "fps" in tab.status.text(), 10, "status line")
+    assert "disk free" in tab.status.text() and "clips 0" in tab.status.text()
+    fps = float(tab.status.text().split()[1])
+    assert 15 < fps < 45  # NTU replay is paced at 30 fps
+    x, _ = tab.video._overlays[1][1].getData()  # 2D skeleton of the second body
+    assert x is not None and len(x) == 25
+    tab.stop_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 10, "preview stopped")
+    assert tab.status.text() == "stopped" and tab.preview_button.isEnabled()
+    assert not Path(tab.session_dir.text()).exists()  # a preview writes nothing
+
+
+def test_record_a_take_into_the_session(qtbot, tab, ntu_with_video):
+    from xmkd.ntu import SampleName, read_skeleton
+    from xmkd.recordings import Session
+
+    use_ntu(tab, ntu_with_video)
+    tab.setup.setValue(3)
+    tab.performer.setValue(4)
+    tab.replication.setValue(5)
+    tab.preview_button.click()  # recording takes the source over from the preview
+    wait_until(qtbot, lambda: tab.skeleton.body_count == 1, 10, "preview running")
+    tab.record_button.click()
+    assert tab.record_button.isChecked()
+    wait_until(qtbot, lambda: tab.recorder is not None, 10, "recorder started")
+    wait_until(qtbot, lambda: "recording" in tab.status.text() and "fps" in tab.status.text(),
+               10, "recording status")  # fmt: skip
+    qtbot.wait(700)
+    tab.record_button.click()  # stop the take
+    wait_until(qtbot, lambda: not tab.is_running(), 20, "recording finished")
+    assert tab.clips.count() == 1, tab.message.text()
+    name = tab.clips.item(0).text().split(":")[0]
+    sample = SampleName.parse(name)
+    assert (sample.setup, sample.performer, sample.replication, sample.action) == (3, 4, 5, 0)
+    assert tab.replication.value() == 6  # the next take gets the next number
+    session = Session.open(tab.session_dir.text())
+    assert [c.name for c in session.clips] == [name]
+    seq = read_skeleton(session.clips[0].skeleton)
+    assert 10 <= seq.num_frames <= 82 and int(seq.body_counts.max()) == 1
+    assert session.clips[0].has_video
+    assert "recorded 1 clip(s)" in tab.status.text()
+
+
+def test_bad_source_is_one_sentence(qtbot, tab, tmp_path):
+    use_ntu(tab, tmp_path / "missing.skeleton")
+    tab.preview_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 10, "preview ended")
+    assert "missing.skeleton" in tab.message.text()
+    assert "Traceback" not in tab.message.text()
+
+
+def test_synthetic_source_preview_and_recording(qtbot, tab):
+    from xmkd.recordings import Session
+
+    tab.picker.kind.setCurrentIndex(0)
+    tab.mode.setCurrentIndex(0)  # takes
+    tab.preview_button.click()
+    wait_until(qtbot, lambda: tab.video.frames_shown > 3, 20, "synthetic colour frames")
+    assert tab.skeleton.body_count >= 1
+    tab.record_button.click()
+    wait_until(qtbot, lambda: tab.recorder is not None, 10, "recorder started")
+    qtbot.wait(800)
+    tab.stop_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 20, "recording finished")
+    assert tab.clips.count() == 1, tab.message.text()
+    clip = Session.open(tab.session_dir.text()).clips[0]
+    assert clip.has_video
+
+
+def test_recording_folder_is_left_alone_when_the_source_fails(qtbot, tab, tmp_path):
+    use_ntu(tab, tmp_path / "missing")
+    tab.record_button.click()
+    wait_until(qtbot, lambda: not tab.is_running() and tab.message.text(), 10, "record failed")
+    assert not tab.record_button.isChecked()
+    shutil.rmtree(tab.session_dir.text(), ignore_errors=True)
