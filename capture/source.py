@@ -241,6 +241,17 @@ class Pacer:
             self._start = now - self._n * self.period
         self._n += 1
 
+    def missed(self) -> int:
+        """Frame periods that have already passed beyond the next due frame; a device would have
+        dropped those frames (live sources skip them so their timestamps show the gap)."""
+        if not self.realtime or self._start is None:
+            return 0
+        behind = (time.perf_counter() - (self._start + self._n * self.period)) / self.period
+        late = int(behind)
+        if late > 0:
+            self._n += late
+        return max(late, 0)
+
 
 # ------------------------------------------------------------------------------------------
 # Frames -> NTU skeleton sequence (the one place this conversion lives)

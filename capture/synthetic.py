@@ -6,11 +6,13 @@ errors of the skeleton, rendered RGB) streamed frame by frame. The next clip is 
 background thread while the current one plays, so a real-time paced stream stays smooth as long
 as generation keeps up. Frames are rendered at ``render_width x render_height`` (cheap) and
 scaled to ``width x height`` (e.g. 1280x720 like an Azure Kinect at 720p); the bodies' colour
-pixel coordinates are scaled with them. Device timestamps tick exactly one frame period per frame.
+pixel coordinates are scaled with them. Device timestamps tick one frame period per frame.
 
 Spec: ``synthetic[:PRESET][?fps=30&width=640&height=360&realtime=1&view=1&clips=0&seed=0]``;
 PRESET is a generator preset (``tiny``: 6 classes; ``default``: 10). ``clips=N`` ends the stream
-after N clips (0: endless). ``render_width``/``render_height`` (default 320x180): the render size.
+after N clips (0: endless). In real time (``drops`` defaults to ``realtime``) a consumer that
+falls behind loses frames the way a device drops them: the timestamps then show the gaps.
+``render_width``/``render_height`` (default 320x180): the render size.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class SyntheticSource(Source):
         clips: int = 0,
         seed: int = 0,
         frames_per_clip: int | None = None,
+        drops: bool | None = None,
         max_frames: int | None = None,
     ):
         super().__init__(camera=camera, max_frames=max_frames)
@@ -59,6 +62,7 @@ class SyntheticSource(Source):
         self.clips = int(clips)
         self.seed = int(seed)
         self.frames_per_clip = frames_per_clip
+        self.drops = realtime if drops is None else drops
         self.current_action: str | None = None  # ground truth of the clip playing (demos)
         self.class_names: list[str] = []
         self._prefetch: queue.Queue | None = None
@@ -80,6 +84,8 @@ class SyntheticSource(Source):
             "clips": option_num(options, "clips", 0),
             "seed": option_num(options, "seed", 0),
         }
+        if "drops" in options:
+            kwargs["drops"] = option_bool(options, "drops", True)
         frames = option_num(options, "frames", None)
         if frames is not None:
             kwargs["frames_per_clip"] = frames
@@ -174,7 +180,17 @@ class SyntheticSource(Source):
             job, clip = item
             self.current_action = self.specs[job.action - 1].name
             frames_bodies = sequence_to_bodies(clip.skeleton)
-            for t, bodies in enumerate(frames_bodies):
+            t = -1
+            while t + 1 < len(frames_bodies):
+                t += 1
+                if self.drops:
+                    # a consumer that fell behind loses frames like a device would
+                    missed = pacer.missed()
+                    index += missed
+                    t += missed
+                    if t >= len(frames_bodies):
+                        break
+                bodies = frames_bodies[t]
                 image = clip.frames_bgr[t]
                 if self.size != self.render_size:
                     image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
