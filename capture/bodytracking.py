@@ -151,16 +151,13 @@ def _candidate_paths(env: str, names: list[str]) -> list[str]:
 
 def load_library(env: str, names: list[str], what: str) -> ctypes.CDLL:
     """Load a native library by env override, then the loader's search path; XmkdError if absent."""
-    errors = []
-    for path in _candidate_paths(env, names):
+    last_error = "not on the library path"
+    for path in dict.fromkeys(_candidate_paths(env, names)):
         try:
             return ctypes.CDLL(path)
         except OSError as exc:
-            errors.append(f"{path}: {exc}")
-    raise XmkdError(
-        f"body tracking needs {what}, which was not found ({'; '.join(errors[-2:]) or 'no path'}); "
-        f"{SDK_HINT}"
-    )
+            last_error = str(exc)
+    raise XmkdError(f"body tracking needs {what}, which was not found ({last_error}); {SDK_HINT}")
 
 
 def _declare(k4a: Any, k4abt: Any) -> None:
@@ -340,5 +337,5 @@ def try_body_tracker(
     try:
         return factory()
     except XmkdError as err:
-        log(f"no skeletons: {err}")
+        log(str(err))
         return None

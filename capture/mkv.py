@@ -126,7 +126,7 @@ class MKVSource(Source):
         )
         if tracker is None:
             self.skeleton_note = notes[0]
-            log.warning("%s: frames play without skeletons (%s)", self.path, notes[0])
+            log.warning("%s: frames play without skeletons: %s", self.path, notes[0])
         return tracker
 
     def _close(self) -> None:

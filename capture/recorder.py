@@ -315,7 +315,9 @@ def finalize_partial(
         if target.exists():
             shutil.rmtree(target)
         have = _contiguous_pairs(live)
-        if have >= n - 1:
+        if n == 1:  # a single frame has no flow pair
+            target.mkdir(parents=True, exist_ok=True)
+        elif have >= n - 1:
             for i in range(n, have + 1):  # pairs beyond the last kept frame
                 for axis in ("x", "y"):
                     (live / f"flow_{axis}_{i:05d}.jpg").unlink(missing_ok=True)

@@ -295,3 +295,20 @@ def test_disk_guard_on_a_really_small_filesystem(small_filesystem):
     import shutil
 
     assert shutil.disk_usage(small_filesystem).free > 1e6  # stopped before the disk was full
+
+
+def test_cli_records_the_real_mkv(tmp_path, kinect_dir):
+    from xmkd.cli import main
+
+    mkv = kinect_dir / "azure-kinect-720p-nfov-1capture.mkv"
+    code = main(["record", "--source", f"mkv:{mkv}", "--out", str(tmp_path), "--session", "m",
+                 "--setup", "4", "--performer", "9", "--camera", "2",
+                 "--min-free-mb", "1"])  # fmt: skip
+    assert code == 0
+    session = Session.open(tmp_path / "m")
+    assert [c.name for c in session.clips] == ["S004C002P009R001A000"]
+    assert session.info["devices"][0]["serial"] == "001514394512"
+    assert session.info["devices"][0]["calibration"]["CalibrationInformation"]["Cameras"]
+    video = read_video(session.clips[0].video)
+    assert video.shape == (1, 720, 1280, 3)
+    assert read_skeleton(session.clips[0].skeleton).body_counts.tolist() == [0]  # no SDK here
