@@ -34,6 +34,7 @@ def test_defaults_reproduce_the_references():
     assert (st.window, st.fit, st.center) == (300, "pad", "none")
     hcn = default_input_spec("hcn")
     assert (hcn.window, hcn.fit, hcn.center) == (32, "crop_resize", "frame")
+    assert st.keep_absent_zero and not hcn.keep_absent_zero
     assert hcn.train_crop == (0.5, 1.0) and hcn.test_crop == 0.95 and hcn.min_crop_frames == 64
     assert not st.augments and not hcn.augments
     assert default_input_spec("hcn", window=16).window == 16
@@ -80,6 +81,21 @@ def test_resize_resamples_only_the_valid_frames():
     # Upsampling 10 valid frames to 40 never reads the zero padding either.
     up = prepare_window(clip, 10, InputSpec(window=40, fit="resize", num_persons=1))
     assert up[0, :, 0, 0].min() >= 1.0 and up[0, :, 0, 0].max() <= 10.0
+
+
+def test_hcn_default_reproduces_reference_pipeline():
+    """HCN-pytorch test-time: origin_transfer=0 on the whole array, centre crop 0.95, resize."""
+    clip = make_clip(valid=90, second=40)
+    o = ORIGIN_JOINT - 1
+    centred = clip - clip[:, :, o, 0][:, :, None, None]  # every entry, absent persons included
+    bias = int((1 - 0.95) * 90 / 2)
+    seg = torch.from_numpy(centred[:, bias : 90 - bias]).permute(0, 2, 3, 1).reshape(150, -1)
+    ref = F.interpolate(seg[None, :, :, None], size=(32, 1), mode="bilinear", align_corners=False)
+    ref = ref[0, :, :, 0].view(3, 25, 2, 32).permute(0, 3, 1, 2).numpy()
+    out = prepare_window(clip, 90, default_input_spec("hcn"))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    # The absent second person is minus person 0's origin there, as in the reference.
+    assert not np.allclose(out[..., 1][:, -5:], 0)
 
 
 def test_hcn_resize_matches_reference_bilinear_interpolation():

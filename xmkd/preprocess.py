@@ -19,7 +19,10 @@ Fitting a clip to the window (``InputSpec.fit``):
 
 Centering (``InputSpec.center``) subtracts joint ``ORIGIN_JOINT`` (2, mid spine) of person 0 from
 every present joint of both persons: per frame (``"frame"``) or using the first frame of the window
-(``"first"``, pyskl's PreNormalize3D). Absent persons and padded frames stay exactly zero.
+(``"first"``, pyskl's PreNormalize3D). Padded frames stay exactly zero, and so do absent persons
+unless ``keep_absent_zero`` is False: HCN-pytorch (``origin_transfer=0``) subtracts the origin from
+every entry of a non-empty frame, so a missing second person becomes minus person 0's origin; the
+HCN default spec reproduces that.
 
 Arrays are numpy ``(3, T, 25, M)`` for datasets (``prepare_window``) and torch ``(N, 3, T, 25, M)``
 for the batched live path (``prepare_batch``, deterministic/test mode); both compute the same
@@ -52,6 +55,8 @@ class InputSpec:
         window: frames per window (ST-GCN reference 300; HCN reference 32).
         fit: "pad" | "resize" | "crop_resize" (see the module docstring).
         center: "none" | "frame" | "first": subtract person 0's ORIGIN_JOINT.
+        keep_absent_zero: with centering, leave joints of absent persons at zero (True, as
+            pyskl) or subtract the origin from them too (False, as HCN-pytorch).
         num_persons: persons M in the window (extra persons dropped, missing ones zero).
         train_crop: (min, max) ratio of the valid frames cropped at random in training
             ("crop_resize" only).
@@ -69,6 +74,7 @@ class InputSpec:
     window: int = 300
     fit: FitMode = "pad"
     center: CenterMode = "none"
+    keep_absent_zero: bool = True
     num_persons: int = 2
     train_crop: tuple[float, float] = (0.5, 1.0)
     test_crop: float = 0.95
@@ -132,11 +138,13 @@ class InputSpec:
 DEFAULT_INPUT_SPECS: dict[str, InputSpec] = {
     # st-gcn: zero-padded 300-frame windows, raw camera coordinates.
     "stgcn": InputSpec(window=300, fit="pad", center="none"),
-    # HCN: crop [0.5, 1] (test: centre 0.95), resized to 32 frames, centred on the mid spine.
+    # HCN: crop [0.5, 1] (test: centre 0.95), resized to 32 frames (the paper's window;
+    # HCN-pytorch's NTU config uses 64), centred per frame on person 0's mid spine.
     "hcn": InputSpec(
         window=32,
         fit="crop_resize",
         center="frame",
+        keep_absent_zero=False,
         train_crop=(0.5, 1.0),
         test_crop=0.95,
         min_crop_frames=64,
@@ -223,18 +231,24 @@ def _present(window: np.ndarray) -> np.ndarray:
     return (window != 0).any(axis=0, keepdims=True)
 
 
-def center_window(window: np.ndarray, mode: CenterMode) -> np.ndarray:
-    """Subtract person 0's origin joint (per frame or from the first frame) from present joints."""
+def center_window(
+    window: np.ndarray, mode: CenterMode, keep_absent_zero: bool = True
+) -> np.ndarray:
+    """Subtract person 0's origin joint (per frame or from the first frame) from present joints.
+
+    Empty frames (padding) stay zero; absent persons too when ``keep_absent_zero``.
+    """
     if mode == "none":
         return window
     present = _present(window)
+    mask = present if keep_absent_zero else present.any(axis=(2, 3), keepdims=True)
     origin = window[:, :, ORIGIN_JOINT - 1 : ORIGIN_JOINT, 0:1]  # (C, T, 1, 1)
     if mode == "first":
         has = present[0, :, ORIGIN_JOINT - 1, 0]
         if not has.any():
             return window
         origin = np.broadcast_to(origin[:, int(np.argmax(has))][:, None], origin.shape)
-    return ((window - origin) * present).astype(np.float32)
+    return ((window - origin) * mask).astype(np.float32)
 
 
 def augment_window(window: np.ndarray, spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
@@ -301,7 +315,7 @@ def prepare_window(
     clip = _select_persons(clip, spec.num_persons)
     start, length = crop_range(valid, spec, train, rng)
     window = _fit_numpy(clip, start, length, spec)
-    window = center_window(window, spec.center)
+    window = center_window(window, spec.center, spec.keep_absent_zero)
     if train:
         window = augment_window(window, spec, rng)
     return np.ascontiguousarray(window, dtype=np.float32)
@@ -367,18 +381,19 @@ def prepare_batch(
     lam_t = torch.as_tensor(lam, device=device)[:, None, :, None, None]
     keep_t = torch.as_tensor(keep, device=device)[:, None, :, None, None]
     out = (gather(i0) * (1.0 - lam_t) + gather(i1) * lam_t) * keep_t
-    return center_batch(out, spec.center)
+    return center_batch(out, spec.center, spec.keep_absent_zero)
 
 
-def center_batch(x: torch.Tensor, mode: CenterMode) -> torch.Tensor:
+def center_batch(x: torch.Tensor, mode: CenterMode, keep_absent_zero: bool = True) -> torch.Tensor:
     """Torch version of ``center_window`` for (N, C, T, V, M) windows."""
     if mode == "none":
         return x
     present = (x != 0).any(dim=1, keepdim=True).to(x.dtype)
+    mask = present if keep_absent_zero else present.amax(dim=(3, 4), keepdim=True)
     origin = x[:, :, :, ORIGIN_JOINT - 1 : ORIGIN_JOINT, 0:1]  # (N, C, T, 1, 1)
     if mode == "first":
         has = present[:, 0, :, ORIGIN_JOINT - 1, 0] > 0  # (N, T)
         first = torch.argmax(has.to(torch.int64), dim=1)  # first present frame (0 if none)
         idx = first[:, None, None, None, None].expand(-1, x.shape[1], 1, 1, 1)
         origin = origin.gather(2, idx).expand_as(origin)
-    return (x - origin) * present
+    return (x - origin) * mask
