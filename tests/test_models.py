@@ -445,8 +445,10 @@ def test_tsn_weight_file_errors_are_clear(tmp_path):
 def test_tsn_partial_bn_freezes_all_but_first():
     torch.manual_seed(0)
     model = TSN(4, modality="rgb", width=0.25)
-    model.train()
     bns = [m for m in model.base_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not bns[3].training  # frozen from construction on
+    model.eval()
+    model.train()
     assert bns[0].training and bns[0].weight.requires_grad
     assert all(
         not b.training and not b.weight.requires_grad and not b.bias.requires_grad for b in bns[1:]
@@ -461,6 +463,9 @@ def test_tsn_partial_bn_freezes_all_but_first():
     assert all(m.training for m in free.modules())
     model.eval()
     assert all(not m.training for m in model.modules())
+    assert not bns[5].weight.requires_grad  # stays frozen in eval mode too (DDP-safe)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert id(bns[0].weight) in trainable and id(bns[1].weight) not in trainable
 
 
 @pytest.mark.parametrize("modality", ["rgb", "rgbdiff", "flow"])

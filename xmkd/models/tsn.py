@@ -136,18 +136,24 @@ class TSN(nn.Module):
         self.new_fc = nn.Linear(self.base_model.num_features, num_classes)
         nn.init.normal_(self.new_fc.weight, 0.0, 0.001)
         nn.init.zeros_(self.new_fc.bias)
+        # Partial BN: the frozen layers' affine parameters never train. Freezing them here, not
+        # in train(), keeps requires_grad fixed, which DistributedDataParallel needs.
+        for bn in self._frozen_bns():
+            bn.weight.requires_grad_(False)
+            bn.bias.requires_grad_(False)
+        self.train()
 
     # -- training mode -----------------------------------------------------------------------
+    def _frozen_bns(self) -> list[nn.BatchNorm2d]:
+        if not self.partial_bn:
+            return []
+        return [m for m in self.base_model.modules() if isinstance(m, nn.BatchNorm2d)][1:]
+
     def train(self, mode: bool = True) -> TSN:
-        """Set train/eval mode; with partial BN, every BatchNorm but the first stays frozen."""
+        """Set train/eval mode; with partial BN, every BatchNorm but the first keeps eval mode."""
         super().train(mode)
-        if self.partial_bn:
-            bns = [m for m in self.base_model.modules() if isinstance(m, nn.BatchNorm2d)]
-            for bn in bns[1:]:
-                if mode:
-                    bn.eval()
-                bn.weight.requires_grad_(not mode)
-                bn.bias.requires_grad_(not mode)
+        for bn in self._frozen_bns():
+            bn.eval()
         return self
 
     # -- forward -----------------------------------------------------------------------------
