@@ -260,19 +260,44 @@ class BodyTracker:
     # ---- tracking -------------------------------------------------------------------------
     def track_handle(self, capture_handle: int | ctypes.c_void_p) -> list[Body]:
         """Enqueue one k4a capture handle and pop its body frame (synchronously)."""
-        timeout = self.config.timeout_ms
+        if not self.enqueue(capture_handle, self.config.timeout_ms):
+            raise XmkdError("the body tracker did not accept a capture (queue full or failed)")
+        bodies = self.pop(self.config.timeout_ms)
+        if bodies is None:
+            raise XmkdError("the body tracker returned no result for a capture")
+        return bodies
+
+    def enqueue(self, capture_handle: int | ctypes.c_void_p, timeout_ms: int = 0) -> bool:
+        """Hand a capture to the tracker; False when its queue is full (retry after a pop).
+        k4abt keeps its own reference to the capture, so the caller may release it."""
         handle = ctypes.c_void_p(capture_handle if isinstance(capture_handle, int) else
                                  capture_handle.value)  # fmt: skip
-        if self._k4abt.k4abt_tracker_enqueue_capture(self._tracker, handle, timeout) != 0:
-            raise XmkdError("the body tracker did not accept a capture (queue full or failed)")
-        frame = ctypes.c_void_p()
-        result = self._k4abt.k4abt_tracker_pop_result(self._tracker, ctypes.byref(frame), timeout)
+        result = self._k4abt.k4abt_tracker_enqueue_capture(self._tracker, handle, timeout_ms)
+        if result == K4A_WAIT_RESULT_TIMEOUT:
+            return False
         if result != K4A_WAIT_RESULT_SUCCEEDED:
-            raise XmkdError("the body tracker returned no result for a capture")
+            raise XmkdError("the body tracker failed to accept a capture")
+        return True
+
+    def pop(self, timeout_ms: int = 0) -> list[Body] | None:
+        """Bodies of the oldest tracked capture (results come out in enqueue order), or None
+        when none is ready within ``timeout_ms``."""
+        frame = ctypes.c_void_p()
+        result = self._k4abt.k4abt_tracker_pop_result(
+            self._tracker, ctypes.byref(frame), timeout_ms
+        )
+        if result == K4A_WAIT_RESULT_TIMEOUT:
+            return None
+        if result != K4A_WAIT_RESULT_SUCCEEDED:
+            raise XmkdError("the body tracker failed while tracking")
         try:
             return self._bodies(frame)
         finally:
             self._k4abt.k4abt_frame_release(frame)
+
+    def enqueue_pyk4a(self, capture: Any, timeout_ms: int = 0) -> bool:
+        """`enqueue` for a pyk4a ``PyK4ACapture``."""
+        return self.enqueue(capsule_pointer(capture._capture_handle), timeout_ms)
 
     def _bodies(self, frame: ctypes.c_void_p) -> list[Body]:
         bodies = []

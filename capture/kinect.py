@@ -19,6 +19,7 @@ given and ``sync`` is not set).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,38 +194,61 @@ class KinectSource(Source):
         )
         return info
 
+    def _get_capture(self) -> Any:
+        try:
+            return self._device.get_capture(timeout=self.config.timeout_ms)
+        except Exception as exc:  # K4ATimeoutException / K4AException
+            raise XmkdError(
+                f"Azure Kinect #{self.index} delivered no capture for "
+                f"{self.config.timeout_ms} ms ({exc.__class__.__name__}); "
+                "a subordinate needs its master running and the sync cable connected"
+            ) from exc
+
     def _frames(self) -> Iterator[Frame]:
+        """Drain the device continuously; with body tracking, captures are pipelined through
+        k4abt's queue (enqueue now, pop when ready, in order) so a tracker slower than the
+        camera delays frames instead of stalling the device between captures."""
+        pending: deque[Any] = deque()
         index = 0
         while True:
-            try:
-                capture = self._device.get_capture(timeout=self.config.timeout_ms)
-            except Exception as exc:  # K4ATimeoutException / K4AException
-                raise XmkdError(
-                    f"Azure Kinect #{self.index} delivered no capture for "
-                    f"{self.config.timeout_ms} ms ({exc.__class__.__name__}); "
-                    "a subordinate needs its master running and the sync cable connected"
-                ) from exc
-            color = capture.color
-            depth = capture.depth
-            if color is not None:
-                color = np.ascontiguousarray(color[:, ::-1, :3])  # BGRA -> BGR, mirrored
-            bodies = self.tracker.track_pyk4a(capture) if self.tracker is not None else []
-            device_usec = capture.depth_timestamp_usec if depth is not None else None
-            if not device_usec:
-                device_usec = capture.color_timestamp_usec
-            host_nsec = capture.color_system_timestamp_nsec if color is not None else 0
-            if depth is not None:
-                depth = np.ascontiguousarray(depth[:, ::-1])
-            yield Frame(
-                index=index,
-                color=color,
-                depth=depth,
-                bodies=bodies,
-                device_usec=int(device_usec),
-                host_nsec=int(host_nsec or time.perf_counter_ns()),
-                camera=self.camera,
-            )
-            index += 1
+            capture = self._get_capture()
+            if self.tracker is None:
+                yield self._frame(index, capture, [])
+                index += 1
+                continue
+            while not self.tracker.enqueue_pyk4a(capture, 0):  # tracker queue full
+                bodies = self.tracker.pop(self.config.tracker.timeout_ms)
+                if bodies is not None:
+                    yield self._frame(index, pending.popleft(), bodies)
+                    index += 1
+            pending.append(capture)
+            while pending:
+                bodies = self.tracker.pop(0)
+                if bodies is None:
+                    break
+                yield self._frame(index, pending.popleft(), bodies)
+                index += 1
+
+    def _frame(self, index: int, capture: Any, bodies: list) -> Frame:
+        color = capture.color
+        depth = capture.depth
+        if color is not None:
+            color = np.ascontiguousarray(color[:, ::-1, :3])  # BGRA -> BGR, mirrored
+        device_usec = capture.depth_timestamp_usec if depth is not None else None
+        if not device_usec:
+            device_usec = capture.color_timestamp_usec
+        host_nsec = capture.color_system_timestamp_nsec if color is not None else 0
+        if depth is not None:
+            depth = np.ascontiguousarray(depth[:, ::-1])
+        return Frame(
+            index=index,
+            color=color,
+            depth=depth,
+            bodies=bodies,
+            device_usec=int(device_usec),
+            host_nsec=int(host_nsec or time.perf_counter_ns()),
+            camera=self.camera,
+        )
 
 
 def kinect_sources(

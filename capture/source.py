@@ -3,9 +3,9 @@
 A `Frame` is one synchronized instant of one device: colour image (BGR uint8, mirrored like
 NTU's videos), optional depth (uint16 mm, mirrored the same way), the bodies seen, the device
 timestamp (microseconds, the sensor's clock) and the host timestamp (nanoseconds,
-``time.monotonic_ns`` unless the device reports its own). A `Body` carries NTU-25 joints in metres
-in NTU/Kinect v2 camera axes with their (mirrored) colour/depth pixel coordinates, NTU tracking
-states (0 not tracked, 1 inferred, 2 tracked) and orientations (wxyz).
+``time.perf_counter_ns``, the clock of pyk4a's system timestamps). A `Body` carries NTU-25
+joints in metres in NTU/Kinect v2 camera axes with their (mirrored) colour/depth pixel
+coordinates, NTU tracking states (0 not tracked, 1 inferred, 2 tracked) and orientations (wxyz).
 
 Sources are opened from a spec string (``open_source``):
 
@@ -90,7 +90,7 @@ class Frame:
     depth: np.ndarray | None  # (H, W) uint16 millimetres, mirrored the same way
     bodies: list[Body]
     device_usec: int  # the sensor's clock (or the stream's clock for files), microseconds
-    host_nsec: int  # host clock when the frame arrived (time.monotonic_ns), nanoseconds
+    host_nsec: int  # host clock when the frame arrived (time.perf_counter_ns), nanoseconds
     camera: int = 1  # NTU camera id (one per device)
 
 

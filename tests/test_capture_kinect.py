@@ -78,6 +78,28 @@ def test_bodies_come_from_the_tracker_with_the_capture_handle(monkeypatch, calib
     np.testing.assert_allclose(frames[0].bodies[0].joints[4], [-0.15, 0.4, 2.0])
 
 
+def test_a_slow_tracker_is_pipelined_without_losing_or_reordering(monkeypatch, calibration_raw):
+    install_fake_pyk4a(monkeypatch, [FakeDeviceSpec(frames=8)], calibration_raw)
+    libs = FakeK4ALibs(lambda n: [(100 + n, standing_body(), np.full(32, 3))], capacity=2,
+                       latency=1)  # fmt: skip
+    real_init = BodyTracker.__init__
+    monkeypatch.setattr(
+        BodyTracker,
+        "__init__",
+        lambda self, *a, **k: real_init(self, *a, **{**k, "libraries": (libs, libs)}),
+    )
+    src = open_source("kinect:0")
+    frames = []
+    with pytest.raises(XmkdError):
+        with src:
+            for frame in src:
+                frames.append(frame)
+    # results lag one capture behind; each frame still carries its own capture's bodies
+    ids = [f.bodies[0].id for f in frames]
+    assert ids == list(range(100, 100 + len(frames))) and len(frames) >= 7
+    assert np.all(np.diff([f.device_usec for f in frames]) == 33333)
+
+
 def test_several_devices_sync_master_last_and_own_camera_ids(monkeypatch, calibration_raw):
     install_fake_pyk4a(monkeypatch, [FakeDeviceSpec(serial=s) for s in "ABC"], calibration_raw)
     sources = open_sources("kinect:0,1,2?bodies=0", camera=1)

@@ -213,8 +213,10 @@ class FakeK4ALibs:
     ``bodies_per_capture(n)`` returns, for the n-th enqueued capture, a list of
     (body_id, positions (32, 3) mm, confidence (32,)) tuples."""
 
-    def __init__(self, bodies_per_capture):
+    def __init__(self, bodies_per_capture, capacity: int = 1000, latency: int = 0):
         self.bodies_per_capture = bodies_per_capture
+        self.capacity = capacity  # the tracker's input queue: enqueue times out when full
+        self.latency = latency  # a result is ready once this many later captures are queued
         self.enqueued: list[int] = []
         self.images: dict[int, dict] = {}
         self.calibration_calls: list[tuple] = []
@@ -271,6 +273,8 @@ class FakeK4ALibs:
         return 0
 
     def k4abt_tracker_enqueue_capture(self, tracker, capture, timeout):
+        if len(self._queue) >= self.capacity:
+            return 2  # K4A_WAIT_RESULT_TIMEOUT
         n = len(self.enqueued)
         self.enqueued.append(capture.value)
         frame = self._handle()
@@ -279,8 +283,8 @@ class FakeK4ALibs:
         return 0
 
     def k4abt_tracker_pop_result(self, tracker, ref, timeout):
-        if not self._queue:
-            return 2  # timeout
+        if not self._queue or (timeout == 0 and len(self._queue) <= self.latency):
+            return 2  # timeout (a blocking pop waits for the GPU: the result comes)
         _out(ref).value = self._queue.pop(0)
         return 0
 
