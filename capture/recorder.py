@@ -444,6 +444,7 @@ class Recorder:
         self._finalizer: threading.Thread | None = None
         self.clips: list[dict[str, Any]] = []
         self.started_at: float | None = None
+        self._stopped = False
 
     # ---- session --------------------------------------------------------------------------
     def _init_session(self) -> None:
@@ -530,6 +531,10 @@ class Recorder:
         return self.stop()
 
     def stop(self) -> dict[str, Any]:
+        """Stop the sources, finish every clip and write the session totals (idempotent)."""
+        if self._stopped:
+            return self.stats()
+        self._stopped = True
         self.request_stop()
         for dev in self.devices:
             if dev.capture_thread:

@@ -104,6 +104,17 @@ def test_dropped_frames_are_counted_from_device_timestamps(tmp_path):
     assert len(clips) == 6  # 3 one-second clips per camera, both cameras in one session
 
 
+def test_overlapping_windows_share_frames(tmp_path):
+    recorder, stats = _record(tmp_path, [StripeSource(60)], clip_seconds=1.0,
+                              stride_seconds=0.5, flow=False)  # fmt: skip
+    clips = Session.open(tmp_path / "session").clips
+    assert [c.frames for c in clips] == [30, 30, 30, 15]
+    second = read_timestamps(clips[1].timestamps)[0]
+    first = read_timestamps(clips[0].timestamps)[0]
+    assert np.array_equal(second[:15], first[15:])  # the same instants, in both clips
+    assert recorder.stop() == stats  # stopping again changes nothing
+
+
 def test_presence_mode_cuts_a_clip_per_appearance(tmp_path):
     bodies = list(range(5, 45)) + list(range(60, 64)) + list(range(80, 120))
     src = StripeSource(130, bodies=bodies)
