@@ -315,3 +315,29 @@ def test_cli_teacher_label_distill_eval_end_to_end(tmp_path, tiny_session, capsy
         == 2
     )
     assert "no teacher label" in capsys.readouterr().err
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path, tiny_session, capsys):
+    from xmkd.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path / "demo"
+    args = [
+        "demo",
+        "--sessions",
+        str(tiny_session),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--teacher-epochs",
+        "1",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "accuracy on Student-Train" in text and "ensemble_mean" in text
+    models, meta = load_students(out / "students" / "last.pt")
+    assert len(models) == 2 and meta.archs == ["stgcn", "stgcn"]
+    assert (out / "students" / "eval_test" / "metrics.json").is_file()
+    assert (out / "labels.pt").is_file() and (out / "teacher" / "teacher.pt").is_file()
