@@ -87,7 +87,11 @@ def test_synthetic_recording_opens_in_every_reader(tmp_path):
     skeletons = SkeletonDataset(tmp_path / "session", max_frames=30)
     x = skeletons[0][0]
     assert len(skeletons) == len(names) and tuple(np.shape(x)) == (3, 30, 25, 2)
-    assert len(VideoDataset(tmp_path / "session", modality="rgb+flow")) == len(names)
+    videos = VideoDataset(tmp_path / "session", modality="rgb+flow")
+    assert len(videos) == len(names)
+    x, label, _ = videos[0]  # the remuxed MJPEG AVI and the flow JPEGs decode in the reader
+    assert tuple(x["rgb"].shape) == (30, 180, 320, 3) and tuple(x["flow"].shape)[0] == 29
+    assert label == -1
 
 
 def test_dropped_frames_are_counted_from_device_timestamps(tmp_path):
