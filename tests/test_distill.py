@@ -341,3 +341,64 @@ def test_demo_runs_the_whole_pipeline(tmp_path, tiny_session, capsys):
     assert len(models) == 2 and meta.archs == ["stgcn", "stgcn"]
     assert (out / "students" / "eval_test" / "metrics.json").is_file()
     assert (out / "labels.pt").is_file() and (out / "teacher" / "teacher.pt").is_file()
+
+
+def test_distill_and_eval_on_packed_ntu(tmp_path, ntu_samples, capsys):
+    from xmkd.cli import main
+    from xmkd.ntu.pack import pack_ntu
+
+    torch.set_num_threads(1)
+    packed = tmp_path / "packed"
+    pack_ntu(ntu_samples[0].parent, packed, workers=1, progress=False)
+    run = tmp_path / "run"
+    # the 5 real samples have no Student-Train subject: train on Teacher-Train's 3 (full labels)
+    assert (
+        main(
+            [
+                "distill",
+                "--packed",
+                str(packed),
+                "--split",
+                "teacher_train",
+                "--supervision",
+                "full",
+                "--arch",
+                "stgcn",
+                "--k",
+                "1",
+                "--width",
+                "0.125",
+                "--window",
+                "16",
+                "--fit",
+                "resize",
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    models, meta = load_students(run / "best.pt")
+    assert meta.num_classes == 60 and meta.class_names[0] == "A001"  # from the manifest
+    assert main(["eval", str(run / "best.pt"), "--packed", str(packed), "--quiet"]) == 0
+    metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
+    assert metrics["students"][0]["count"] == 2  # the two x-sub test samples
+    assert (
+        main(
+            [
+                "distill",
+                "--packed",
+                str(packed),
+                "--out",
+                str(tmp_path / "x"),
+                "--supervision",
+                "full",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "no clips of the student_train split" in capsys.readouterr().err

@@ -92,12 +92,12 @@ def _split_arg(split: str) -> str | None:
     return None if split == "all" else split
 
 
-def _nonempty(dataset: Any, split: str, where: str) -> Any:
+def _nonempty(dataset: Any, split: str, where: str, sessions: bool = True) -> Any:
     if len(dataset) == 0:
         hint = (
             "; your own recordings (unlabeled A000 clips) belong to no benchmark split: "
             "pass --split all"
-            if split != "all"
+            if split != "all" and sessions
             else ""
         )
         raise XmkdError(f"{where} holds no clips of the {split} split{hint}")
@@ -121,7 +121,9 @@ def skeleton_source(
             raise XmkdError("packed NTU data is read per part: choose a split, not 'all'")
         part = PackedNTU(packed, split)
         dataset = SkeletonDataset.from_packed(part, labeled_only=labeled_only)
-        return _nonempty(dataset, split, str(packed))
+        if not getattr(dataset, "class_names", None):  # the manifest names the classes
+            dataset.class_names = part.manifest.get("class_names")
+        return _nonempty(dataset, split, str(packed), sessions=False)
     if not sessions:
         raise XmkdError("give the data: --sessions DIR [DIR ...] or --packed DIR")
     dataset = SkeletonDataset(
