@@ -166,15 +166,6 @@ def test_evaluation_outputs(tmp_path):
     assert data["ensembles"]["mean"]["confusion"] == report.ensembles["mean"].confusion.tolist()
 
 
-@pytest.fixture(scope="module")
-def tiny_session(tmp_path_factory):
-    from xmkd.synth import generate, preset
-
-    out = tmp_path_factory.mktemp("synth") / "tiny"
-    generate(preset("tiny", flow=False), out)
-    return out
-
-
 def test_cli_teacher_label_distill_eval_end_to_end(tmp_path, tiny_session, capsys):
     from xmkd.checkpoint import load_teacher
     from xmkd.cli import main
