@@ -36,6 +36,9 @@ class MainWindow(QMainWindow):
         for name, tab in zip(TAB_NAMES, self.all_tabs()):
             self.tabs.addTab(tab, name.capitalize())
         self.setCentralWidget(self.tabs)
+        # One click from a finished export to classifying with it.
+        self.distill.exported.connect(self.live.model_path.setText)
+        self.distill.exported.connect(self.replay.model_path.setText)
         self.resize(1280, 800)
         self.restore()
 

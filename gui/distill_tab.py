@@ -10,10 +10,11 @@ that process, and its last error line is shown here.
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -64,6 +65,9 @@ def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
 
 
 class DistillTab(QWidget):
+    #: path of the exported model (ONNX) after a successful export
+    exported = Signal(str)
+
     def __init__(self, parent: QWidget | None = None, program: tuple[str, list[str]] | None = None):
         super().__init__(parent)
         #: (program, leading args) that run the ``xmkd`` CLI; tests may point it elsewhere
@@ -124,6 +128,23 @@ class DistillTab(QWidget):
         self.device = QComboBox()
         self.device.addItems(DEVICE_CHOICES)
         form.addRow("device", self.device)
+        self.preset = QComboBox()
+        self.preset.addItems(["paper", "synthetic"])
+        self.preset.setToolTip(
+            "defaults of xmkd distill: the paper's (ST-GCN 200 epochs, batch 16, 300-frame "
+            "windows) or CPU-sized for the synthetic data"
+        )
+        form.addRow("preset", self.preset)
+        self.split = QComboBox()
+        self.split.addItems(["student_train", "all", "teacher_train"])
+        self.split.setToolTip(
+            "clips to train on: the paper's Student-Train split, or every clip (your own "
+            "unlabeled recordings)"
+        )
+        form.addRow("split", self.split)
+        self.extra = QLineEdit()
+        self.extra.setPlaceholderText("more xmkd distill flags, e.g. --lr 0.05 --window 64")
+        form.addRow("more flags", self.extra)
         self.out_dir = QLineEdit(str(Path("runs") / "distill"))
         self.out_browse = QPushButton("…")
         form.addRow("output", _path_row(self.out_dir, self.out_browse))
@@ -203,6 +224,9 @@ class DistillTab(QWidget):
             "epochs": self.epochs,
             "batch": self.batch,
             "device": self.device,
+            "preset": self.preset,
+            "split": self.split,
+            "extra": self.extra,
             "out_dir": self.out_dir,
             "trt": self.trt,
         }
@@ -245,12 +269,14 @@ class DistillTab(QWidget):
         if loss in (1, 2):
             args += ["--no-mutual"]
         if loss == 2:
-            args += ["--kd-tau", f"{self.tau.value():g}"]
+            args += ["--tau", f"{self.tau.value():g}"]
         if self.epochs.value():
             args += ["--epochs", str(self.epochs.value())]
         if self.batch.value():
             args += ["--batch-size", str(self.batch.value())]
         args += ["--device", self.device.currentText(), "--out", self.out_dir.text()]
+        args += ["--preset", self.preset.currentText(), "--split", self.split.currentText()]
+        args += shlex.split(self.extra.text())
         args += ["--progress-json", "-"]
         if resume:
             args += ["--resume"]
@@ -266,7 +292,11 @@ class DistillTab(QWidget):
             self.best_checkpoint = None
         self.error.setText("")
         self.finished_ok = False
-        args = self.distill_args(resume)
+        try:
+            args = self.distill_args(resume)
+        except ValueError as exc:  # unbalanced quotes in "more flags"
+            self.error.setText(f"more flags: {exc}")
+            return
         self._run("distill", args)
         self.progress.setFormat("resuming…" if resume else "starting…")
 
@@ -287,7 +317,9 @@ class DistillTab(QWidget):
         if self.job.is_running():
             return
         fmt = "tensorrt" if self.trt.isChecked() else "onnx"
-        args = ["export", str(self.export_checkpoint()), "--format", fmt]
+        checkpoint = self.export_checkpoint()
+        self._export_target = checkpoint.with_suffix(".onnx")
+        args = ["export", str(checkpoint), "--format", fmt]
         self.error.setText("")
         self._run("export", args)
         self.progress.setFormat(f"exporting ({fmt})…")
@@ -365,6 +397,10 @@ class DistillTab(QWidget):
             else:
                 self.progress.setValue(1000)
                 self.progress.setFormat(f"{kind} done")
+                target = getattr(self, "_export_target", None)
+                if kind == "export" and target is not None and target.is_file():
+                    self.progress.setFormat(f"exported {target.name}: ready for Live and Replay")
+                    self.exported.emit(str(target))
         self.log.appendPlainText(f"[{kind} ended with exit code {code}]")
         self._update_buttons()
 

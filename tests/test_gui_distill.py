@@ -1,0 +1,110 @@
+"""Distill tab driving the real `xmkd distill` in a child process on packed real NTU samples:
+progress and curves from its JSON lines, Cancel (clean stop after a checkpoint), Resume to the
+end, then the one-click export starts `xmkd export` on the run's best checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6", reason="the gui extra is not installed")
+
+from gui.distill_tab import DistillTab, format_eta  # noqa: E402
+from tests.gui_helpers import wait_until  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def packed(ntu_samples, tmp_path_factory):
+    """The 5 real NTU samples packed like `xmkd prepare-ntu` (x-sub 60 parts)."""
+    from xmkd.ntu.pack import PackOptions, pack_ntu
+
+    out = tmp_path_factory.mktemp("packed")
+    pack_ntu(ntu_samples[0].parent, out, PackOptions(), workers=1, progress=False)
+    return out
+
+
+def test_format_eta():
+    assert format_eta(75) == "ETA 1:15" and format_eta(3725) == "ETA 1:02:05"
+    assert format_eta(None) == "ETA --" and format_eta(float("nan")) == "ETA --"
+
+
+def test_command_line_follows_the_form(qtbot, tmp_path):
+    tab = DistillTab()
+    qtbot.addWidget(tab)
+    tab.data_kind.setCurrentText("sessions")
+    tab.data_path.setText("rec/a; rec/b")
+    tab.labels.setText("labels.npz")
+    tab.arch.setCurrentIndex(2)  # stgcn + hcn alternating
+    tab.k.setValue(3)
+    tab.loss.setCurrentIndex(2)  # KL
+    tab.tau.setValue(4)
+    tab.epochs.setValue(5)
+    tab.out_dir.setText(str(tmp_path / "run"))
+    tab.extra.setText("--lr 0.05")
+    args = tab.distill_args()
+    assert args[:3] == ["distill", "--sessions", "rec/a"] and "rec/b" in args
+    assert args[args.index("--students") + 1 :][:3] == ["stgcn", "hcn", "stgcn"]
+    assert args[args.index("--supervision") + 1] == "kl" and "--no-mutual" in args
+    assert args[args.index("--tau") + 1] == "4" and args[args.index("--epochs") + 1] == "5"
+    assert args[-4:] == ["--lr", "0.05", "--progress-json", "-"]
+    assert "--resume" in tab.distill_args(resume=True)
+    tab.loss.setCurrentIndex(0)  # the paper's CE + mutual
+    args = tab.distill_args()
+    assert args[args.index("--supervision") + 1] == "ce" and "--no-mutual" not in args
+    assert not tab.resume_button.isEnabled() and not tab.export_button.isEnabled()
+
+
+def test_distill_cancel_resume_and_export(qtbot, tmp_path, packed):
+    tab = DistillTab()
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    run = tmp_path / "run"
+    tab.data_kind.setCurrentText("packed NTU")
+    tab.data_path.setText(str(packed))
+    tab.loss.setCurrentIndex(3)  # full supervision: the packed labels, no teacher cache needed
+    tab.arch.setCurrentText("stgcn")
+    tab.k.setValue(2)
+    tab.width.setValue(0.125)
+    tab.epochs.setValue(2)
+    tab.device.setCurrentText("cpu")
+    tab.preset.setCurrentText("synthetic")
+    tab.split.setCurrentText("teacher_train")
+    tab.extra.setText("--window 16 --fit resize --eval-every 2 --quiet")  # validate once
+    tab.out_dir.setText(str(run))
+
+    tab.start_button.click()
+    assert tab.job.is_running() and tab.cancel_button.isEnabled()
+    wait_until(qtbot, lambda: any(e.get("event") == "epoch" for e in tab.events), 90, "epoch 1")
+    tab.cancel_button.click()  # SIGINT: the trainer stops; last.pt of epoch 1 stays
+    wait_until(qtbot, lambda: not tab.job.is_running(), 30, "cancelled")
+    assert "cancelled" in tab.error.text() and "cancelled" in tab.progress.format()
+    assert (run / "last.pt").is_file() and tab.resume_button.isEnabled()
+    start = next(e for e in tab.events if e["event"] == "start")
+    assert start["epochs"] == 2 and start["k"] == 2
+    done_before = max(e["epoch"] for e in tab.events if e["event"] == "epoch")
+
+    tab.resume_button.click()
+    wait_until(qtbot, lambda: not tab.job.is_running(), 120, "resumed run ends")
+    assert tab.finished_ok, tab.error.text() + "\n" + tab.log.toPlainText()[-2000:]
+    resumed = [e for e in tab.events if e["event"] == "start" and e.get("resumed_from")]
+    assert resumed and resumed[-1]["start_epoch"] >= done_before
+    epochs = [e["epoch"] for e in tab.events if e["event"] == "epoch"]
+    assert epochs[-1] == 2
+    assert tab.progress.value() == 1000 and "ready to export" in tab.progress.format()
+    for student in ("student0", "student1"):
+        xs, ys = tab.curves.data[("loss", student)]
+        assert xs[-1] == 2.0 and len(xs) == len(epochs)  # resume keeps the earlier points
+    for series in ("student0", "student1", "ensemble_mean"):  # accuracy on the Test part
+        assert ("validation accuracy", series) in tab.curves.data
+    assert ("teacher agreement", "student1") in tab.curves.data
+    assert tab.best_checkpoint == str(run / "best.pt") and tab.export_button.isEnabled()
+
+    # One click exports the best checkpoint (a real `xmkd export`; cancelled here to keep the
+    # suite short: the export itself is the engines part's test).
+    tab.export_button.click()
+    assert tab.job.is_running() and tab.job_kind == "export"
+    args = tab.job.process.arguments()
+    assert args[-4:] == ["export", str(run / "best.pt"), "--format", "onnx"]
+    tab.cancel_button.click()
+    wait_until(qtbot, lambda: not tab.job.is_running(), 30, "export cancelled")
+    assert "xmkd export: cancelled" in tab.error.text()
