@@ -29,6 +29,7 @@ session has its own NTU name.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -135,10 +136,22 @@ class PartialClip:
     def pending(self) -> int:
         return len(self._buf)
 
-    def flush(self) -> None:
-        """Write the buffered frames as the next chunk file (crash-safe)."""
+    @property
+    def pending_bytes(self) -> int:
+        """About what the next chunk will take on disk (the JPEGs dominate)."""
+        return sum(len(b[0]) for b in self._buf) + 4000 * len(self._buf)
+
+    def discard_pending(self) -> int:
+        """Drop the frames not yet written (the disk guard's last resort); returns how many."""
+        n = len(self._buf)
+        self.frames -= n
+        self._buf.clear()
+        return n
+
+    def flush(self) -> int:
+        """Write the buffered frames as the next chunk file (crash-safe); returns its size."""
         if not self._buf:
-            return
+            return 0
         jpegs = [b[0] for b in self._buf]
         offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
         seq_bodies = [b[3] for b in self._buf]
@@ -162,8 +175,10 @@ class PartialClip:
         np.savez(buf, **arrays)
         tmp.write_bytes(buf.getbuffer())
         _fsync_replace(tmp, final)
-        self.bytes_written += final.stat().st_size
+        size = final.stat().st_size
+        self.bytes_written += size
         self._buf.clear()
+        return size
 
 
 @dataclass
@@ -445,6 +460,8 @@ class Recorder:
         self.clips: list[dict[str, Any]] = []
         self.started_at: float | None = None
         self._stopped = False
+        self._reserve_lock = threading.Lock()
+        self._reserved = 0  # bytes of chunks written and not finalized yet
 
     # ---- session --------------------------------------------------------------------------
     def _init_session(self) -> None:
@@ -548,7 +565,10 @@ class Recorder:
             self._finalizer.join()
         if self.flow_worker:
             self.flow_worker.close()
-        self._write_totals()
+        try:
+            self._write_totals()
+        except OSError as exc:  # e.g. ENOSPC: the clips are listed already
+            self.log(f"could not update the totals in session.json ({exc})")
         (self.session_dir / "partial" / LOCK_FILE).unlink(missing_ok=True)
         errors = [d.error for d in self.devices if d.error is not None]
         if errors:
@@ -618,7 +638,7 @@ class Recorder:
                     seg.take_active = bool(item[1])
                     if not seg.take_active:
                         for clip in open_clips:
-                            self._close_clip(clip)
+                            halted = not self._close_clip(clip, seg) or halted
                         open_clips = []
                     continue
                 if halted:
@@ -652,51 +672,79 @@ class Recorder:
                     number = clip.add(jpeg, frame)
                     if self.flow_worker is not None and frame.color is not None:
                         self.flow_worker.submit(clip.flow_dir, number, frame.color)
-                    if clip.pending >= flush_every:
-                        if not self._disk_ok():
+                    if clip.pending >= flush_every and not self._guarded_flush(clip):
+                        halted = True
+                    if halted or seg.ends_clip(clip.frames, has_body):
+                        if not self._close_clip(clip, seg):
                             halted = True
-                        clip.flush()
-                    if seg.ends_clip(clip.frames, has_body) or halted:
-                        self._close_clip(clip)
                     else:
                         still_open.append(clip)
                 open_clips = still_open
                 dev.frames_written += 1
                 if halted:
                     self.request_stop(self.stop_reason)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                dev.error = exc
+            self.request_stop(
+                f"stopped recording: writing camera {dev.source.camera} failed ({exc}); clips so "
+                "far are kept, `xmkd recover` finishes the partial ones"
+            )
         except BaseException as exc:  # noqa: BLE001
             dev.error = exc
             self.request_stop(f"writing camera {dev.source.camera} failed: {exc}")
         finally:
             for clip in open_clips:
                 try:
-                    self._close_clip(clip)
+                    self._close_clip(clip, seg)
+                except OSError as exc:
+                    self.log(f"{clip.name}: left in partial/ ({exc}); run xmkd recover later")
                 except BaseException as exc:  # noqa: BLE001
                     dev.error = dev.error or exc
 
-    def _disk_ok(self) -> bool:
+    def _disk_ok(self, incoming: int = 0) -> bool:
+        """Whether ``incoming`` more bytes fit while keeping ``min_free_mb`` free and room to
+        finalize every clip not finalized yet (its video is a copy of its chunks)."""
         free = self._free_bytes(self.session_dir)
-        if free < self.config.min_free_mb * 1e6:
+        with self._reserve_lock:
+            needed = self.config.min_free_mb * 1e6 + self._reserved + 2 * incoming
+        if free < needed:
             if not self.stop_reason:
                 self.stop_reason = (
                     f"stopped recording: only {free / 1e6:.0f} MB free on the disk of "
-                    f"{self.session_dir} (the guard keeps {self.config.min_free_mb:.0f} MB; "
-                    "free space or lower --min-free-mb); clips so far are kept"
+                    f"{self.session_dir} (the guard keeps {self.config.min_free_mb:.0f} MB plus "
+                    "room to finish the open clips; free space or lower --min-free-mb); "
+                    "clips so far are kept"
                 )
                 self.log(self.stop_reason)
             return False
         return True
 
-    def _close_clip(self, clip: PartialClip) -> None:
-        clip.flush()
-        if self.config.mode == "presence" and clip.frames < self.devices[0].segmenter.min_len:  # type: ignore[attr-defined]
-            if self.flow_worker is not None:
-                self.flow_worker.end_clip(clip.flow_dir)
-            shutil.rmtree(clip.dir, ignore_errors=True)  # a passer-by, not an action
-            return
+    def _guarded_flush(self, clip: PartialClip) -> bool:
+        """Flush a clip's buffered frames if the disk guard allows; else drop them (False)."""
+        if not clip.pending:
+            return True
+        if not self._disk_ok(clip.pending_bytes):
+            dropped = clip.discard_pending()
+            self.log(f"{clip.name}: the last {dropped} frame(s) were not written (disk guard)")
+            return False
+        size = clip.flush()
+        with self._reserve_lock:
+            self._reserved += size
+        return True
+
+    def _close_clip(self, clip: PartialClip, seg: Segmenter) -> bool:
+        """Flush and queue a clip for finalizing; False if the disk guard tripped."""
+        ok = self._guarded_flush(clip)
         if self.flow_worker is not None:
             self.flow_worker.end_clip(clip.flow_dir)
+        if (self.config.mode == "presence" and clip.frames < seg.min_len) or clip.frames == 0:
+            shutil.rmtree(clip.dir, ignore_errors=True)  # a passer-by, not an action
+            with self._reserve_lock:
+                self._reserved -= clip.bytes_written
+            return ok
         self._finalize_q.put(clip)
+        return ok
 
     def _finalize_loop(self) -> None:
         while True:
@@ -713,6 +761,9 @@ class Recorder:
                 # the partial clip stays on disk; `xmkd recover` finishes it later
                 self.log(f"{clip.name}: left in partial/ ({exc}); run xmkd recover later")
                 continue
+            finally:
+                with self._reserve_lock:
+                    self._reserved -= clip.bytes_written
             if entry is not None:
                 self.clips.append(entry)
                 self.log(f"{entry['name']}: {entry['frames']} frames")
