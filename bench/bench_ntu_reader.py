@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xmkd.ntu import read_skeleton
+from xmkd.ntu.skeleton_file import FAST_PARSER
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ntu-samples"
 
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no .skeleton files in {args.dir}", file=sys.stderr)
         return 1
     readers = {"xmkd": read_skeleton, "reference": reference_read}
+    # The C extension when it was built at install, else the numpy path.
+    print(f"xmkd fast path: {FAST_PARSER}")
     print("best of", args.repeat, "reads per file; ms wall (ms CPU)")
     print(f"{'file':30s} {'frames':>6s} {'xmkd':>15s} {'reference':>15s} {'ratio wall (CPU)':>17s}")
     totals = np.zeros((2, 2))

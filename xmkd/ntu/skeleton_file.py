@@ -11,6 +11,10 @@ structure is walked per frame using per-line token counts, and everything is val
 Only when that validation fails does a slow line-by-line scan run, to name the file, the line and
 what was expected in a :class:`~xmkd.errors.FormatError`. Body IDs exceed float64 precision, so
 they are parsed from their text as integers.
+
+Where the package was installed with a C compiler at hand, the optional extension
+``xmkd.ntu._fastparse`` replaces the numpy pass: one exact pass over the bytes in C, with the
+same fallback to the line-by-line scan. :data:`FAST_PARSER` says which fast path is in use.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ import numpy as np
 
 from xmkd.errors import FormatError
 
+try:  # built from _fastparse.c at install time when a C compiler was available (optional)
+    from xmkd.ntu import _fastparse
+except ImportError:
+    _fastparse = None
+
 __all__ = [
     "BODY_INFO_FIELDS",
     "JOINT_FIELDS",
@@ -35,7 +44,11 @@ __all__ = [
     "write_skeleton",
     "parse_skeleton",
     "format_skeleton",
+    "FAST_PARSER",
 ]
+
+# Which fast path reads files: "C" (the compiled extension) or "numpy" (no compiler at install).
+FAST_PARSER = "C" if _fastparse is not None else "numpy"
 
 NUM_JOINTS = 25
 # The 9 per-body fields after the body ID, in file order (spelling as in the official reader).
@@ -197,7 +210,7 @@ def read_skeleton(path: str | Path) -> SkeletonSequence:
 
 def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> SkeletonSequence:
     """Parse the bytes of a ``.skeleton`` file; ``path`` only names it in errors."""
-    seq = _parse_fast(data)
+    seq = _parse_fast_c(data) if _fastparse is not None else _parse_fast(data)
     if seq is None:
         # Something did not validate: the exact scan names the line (or, if the fast path was
         # merely too strict, e.g. a number spelled "+5" or "nan", reads the file correctly).
@@ -205,7 +218,24 @@ def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> SkeletonSequenc
     return seq
 
 
-# Fast path -----------------------------------------------------------------------------------
+# Fast paths ----------------------------------------------------------------------------------
+
+
+def _parse_fast_c(data: bytes) -> SkeletonSequence | None:
+    """The C extension's one-pass parse; None when it does not accept the file."""
+    columns = _fastparse.parse(bytes(data))
+    if columns is None:
+        return None
+    counts, ids, info, joints = columns
+    return SkeletonSequence(
+        np.frombuffer(counts, dtype=np.int64),
+        np.frombuffer(ids, dtype=np.uint64),
+        np.frombuffer(info, dtype=np.float64).reshape(-1, len(BODY_INFO_FIELDS)),
+        np.frombuffer(joints, dtype=np.float64).reshape(-1, NUM_JOINTS, _JOINT_TOKENS),
+    )
+
+
+# The numpy fast path (used without the extension).
 #
 # Each token is converted from the 16 bytes that end at its last character (one gather of 16-byte
 # rows) with SWAR integer arithmetic on the row's two 64-bit words. A token of at most 15
