@@ -63,6 +63,8 @@ class SynthConfig:
     lost_tracking: float = 0.12  # probability of a clip having a stretch with no body
     spurious_body: float = 0.05  # probability of a still extra "body"
     occluder: float = 0.15  # probability of an occluding box in the video
+    rooms: int = 24  # distinct backgrounds, shared by clips as NTU's setups share rooms; 0: new
+    # room per clip
     pixel_noise: float = 6.0  # grey levels, std of the per-pixel noise
 
     def __post_init__(self) -> None:
@@ -217,8 +219,21 @@ def make_clip(job: ClipJob, cfg: SynthConfig, specs: list[M.ActionSpec]) -> Clip
         d = clean[:, M.HANDTIP[side]] - clean[:, M.WRIST[side]]
         hand_dirs[side] = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
     occluders = R.make_occluders(rng_render, T, cam, cfg.occluder)
+    room_rng = None
+    if cfg.rooms > 0:  # a subject seen by one camera is always in the same room
+        room = (job.subject * 31 + job.view * 7) % cfg.rooms
+        room_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 404, room]))
     frames = R.render_clip(
-        clean, hand_dirs, perf.objects, subject, cam, pl, occluders, rng_render, cfg.pixel_noise
+        clean,
+        hand_dirs,
+        perf.objects,
+        subject,
+        cam,
+        pl,
+        occluders,
+        rng_render,
+        cfg.pixel_noise,
+        room_rng,
     )
 
     # ---- sensor errors on the skeleton

@@ -161,18 +161,21 @@ def make_occluders(
 
 
 def _room(rng: np.random.Generator, cam: Pinhole, pl: Placement) -> np.ndarray:
-    """Static background at the supersampled size: wall, floor, clutter."""
+    """Static background at the supersampled size: wall, floor, clutter. Colours are muted
+    (greys with a tint, as real rooms are), so the body and held objects stand out about as they
+    do in NTU's videos."""
     S = SUPERSAMPLE
     W, H = cam.width * S, cam.height * S
-    wall = rng.integers(60, 230, 3).astype(np.float32)
-    floor = rng.integers(30, 170, 3).astype(np.float32)
+    wall = rng.uniform(70, 220) + rng.uniform(-25, 25, 3)
+    floor = rng.uniform(40, 160) + rng.uniform(-20, 20, 3)
     img = np.empty((H, W, 3), np.float32)
     horizon = int(np.clip(S * (cam.cy + cam.f * pl.camera_height / 5.5), H * 0.45, H - 4))
     grad = np.linspace(0.85, 1.1, H, dtype=np.float32)[:, None, None]
     img[:horizon] = wall * grad[:horizon]
     img[horizon:] = floor * grad[horizon:][::-1]
     for _ in range(int(rng.integers(4, 10))):
-        colour = tuple(float(c) for c in rng.integers(0, 256, 3))
+        tint = rng.uniform(30, 220) + rng.uniform(-60, 60, 3)
+        colour = tuple(float(c) for c in np.clip(tint, 0, 255))
         cx_, cy_ = rng.uniform(0, W), rng.uniform(0, H * 0.9)
         size = rng.uniform(0.05, 0.3) * W
         kind = rng.integers(3)
@@ -217,14 +220,17 @@ def render_clip(
     occluders: list[Occluder],
     rng: np.random.Generator,
     pixel_noise: float,
+    room_rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Render (T, H, W, 3) uint8 BGR frames of the clean camera-space joints (T, 25, 3).
 
     ``hand_dirs[side]`` (T, 3) is the camera-space direction wrist -> hand tip, along which a
-    held object is drawn."""
+    held object is drawn. ``room_rng`` draws the background (default: ``rng``); the generator
+    passes one seeded per room so that several clips share a room, as NTU's clips share the
+    setups' rooms."""
     S = SUPERSAMPLE
     T = joints_cam.shape[0]
-    room = _room(rng, cam, pl)
+    room = _room(room_rng if room_rng is not None else rng, cam, pl)
     uv = cam.project(joints_cam) * S
     z = joints_cam[..., 2]
     px_per_m = cam.f * S / np.maximum(z, 1e-3)  # (T, 25)
