@@ -113,6 +113,8 @@ def list_devices() -> list[dict[str, Any]]:
 class KinectSource(Source):
     """One Azure Kinect device as a source of mirrored BGR + depth frames with NTU bodies."""
 
+    kind = "azure-kinect"
+
     def __init__(
         self,
         index: int = 0,

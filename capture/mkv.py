@@ -37,6 +37,8 @@ def _track_of(container: Any, title: str) -> Any | None:
 class MKVSource(Source):
     """Plays an Azure Kinect MKV: ``mkv:PATH[?realtime=1&bodies=1&mirror=1&camera=N]``."""
 
+    kind = "azure-kinect-recording"
+
     def __init__(
         self,
         path: str | Path,

@@ -39,6 +39,8 @@ def find_video(skeleton: Path) -> Path | None:
 class NTUReplaySource(Source):
     """Replays NTU ``.skeleton`` files (with their videos when found)."""
 
+    kind = "ntu-replay"
+
     def __init__(
         self,
         path: str | Path,

@@ -481,7 +481,8 @@ class Recorder:
             known = {d.get("camera") for d in info["devices"]}
             info["devices"] += [d for d in devices if d.get("camera") not in known]
         else:
-            kinds = sorted({d.source.description.split(" ")[0] for d in self.devices})
+            # a wrapping source (e.g. the GUI's preview tap) exposes the wrapped one as .inner
+            kinds = sorted({getattr(d.source, "inner", d.source).kind for d in self.devices})
             info = new_session_info(" + ".join(kinds), devices, settings)
         self._existing = {c["name"] for c in info["clips"]}
         write_session_json(self.session_dir, info)

@@ -140,6 +140,8 @@ class Source(abc.ABC):
     fps: float = 30.0
     #: NTU camera id of this source's device
     camera: int = 1
+    #: what produced the data, for session.json "source" (e.g. "azure-kinect", "synthetic")
+    kind: str = "unknown"
 
     def __init__(self, camera: int = 1, max_frames: int | None = None):
         self.camera = int(camera)

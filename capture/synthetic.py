@@ -32,6 +32,8 @@ from xmkd.errors import XmkdError
 class SyntheticSource(Source):
     """Endless (or ``clips``-long) stream of synthetic actions."""
 
+    kind = "synthetic"
+
     def __init__(
         self,
         preset: str = "default",

@@ -83,6 +83,7 @@ def test_synthetic_recording_opens_in_every_reader(tmp_path):
     assert flow.shape == (29, 256, 456, 2)  # TSN resolution, pair i = frame i -> i + 1
     info = read_session_json(tmp_path / "session")
     assert info["devices"][0]["camera"] == 1 and info["dropped_frames"]["total"] == 0
+    assert info["source"] == "synthetic" and info["settings"]["fps"] == 30.0
     assert not [p for p in (tmp_path / "session" / "partial").iterdir() if p.is_dir()]
     skeletons = SkeletonDataset(tmp_path / "session", max_frames=30)
     x = skeletons[0][0]
