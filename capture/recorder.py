@@ -10,8 +10,9 @@ Pipeline per device (each device is one NTU camera id; several run in parallel):
   falls so far behind that the queue is full the frame is counted (``queue_overflow``) instead of
   blocking the device (a blocked Azure Kinect drops frames itself).
 * The writer JPEG-encodes each frame once and appends it with its bodies and timestamps to every
-  open clip; every ``chunk_seconds`` (1 s) a clip's new frames are written as one chunk file
-  (temporary file + fsync + rename), so ``kill -9`` loses at most the last second.
+  open clip; every ``chunk_seconds`` (0.5 s) a clip's new frames are written as one chunk file
+  (temporary file + fsync + rename), so ``kill -9`` loses at most the last second (the last
+  half-second chunk plus the frames still queued).
 * A finished clip is turned into the layout's files by `finalize_partial` (the same function
   ``xmkd recover`` runs on what a crash left behind): the JPEGs are remuxed into the MJPEG AVI
   without re-encoding, the bodies written as an NTU ``.skeleton``, the timestamps as CSV, the flow
@@ -72,7 +73,7 @@ class RecordConfig:
     flow: bool = True  # live optical flow (worker process)
     flow_config: FlowConfig = field(default_factory=FlowConfig)
     jpeg_quality: int = 90
-    chunk_seconds: float = 1.0  # crash-safety granularity
+    chunk_seconds: float = 0.5  # crash-safety granularity (what a kill -9 can lose)
     min_free_mb: float = 1024.0  # disk guard: stop below this much free space
     queue_frames: int = 256  # capture -> writer queue (about 8 s at 30 fps)
 

@@ -199,7 +199,8 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
     total = sum(c.frames for c in session.clips)
     last_host = max(int(read_timestamps(c.timestamps)[1][-1]) for c in session.clips)
     lost_seconds = (killed_at - last_host) / 1e9
-    assert lost_seconds <= 1.2, f"lost {lost_seconds:.2f} s of frames"
+    print(f"kill -9: {total} frames kept, the last {lost_seconds:.2f} s lost")
+    assert lost_seconds <= 1.0, f"lost {lost_seconds:.2f} s of frames"
     assert total >= 60  # more than 2 s at 30 fps survived
     for clip in session.clips:  # every recovered clip is complete and self-consistent
         seq = read_skeleton(clip.skeleton)

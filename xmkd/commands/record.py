@@ -24,7 +24,7 @@ clip modes:
   --by-presence         a clip per appearance of a body (ends after --gap seconds without one,
                         at most --clip-seconds long, shorter than --min-seconds is dropped)
 
-Crash safety: frames reach the disk in 1-second chunks under <session>/partial/; after a crash
+Crash safety: frames reach the disk in half-second chunks under <session>/partial/; after a crash
 or kill, `xmkd recover SESSION` turns them into clips (at most the last second is lost). The
 recording stops cleanly when free disk space falls below --min-free-mb.
 """

@@ -6,7 +6,7 @@ import argparse
 
 DESCRIPTION = """\
 After a crash, power loss or kill of `xmkd record`, the frames recorded so far are in
-<session>/partial/ as 1-second chunks. This turns every partial clip into a normal clip of the
+<session>/partial/ as half-second chunks. This turns every partial clip into a normal clip of the
 session (video, .skeleton, timestamps, flow computed from the recorded frames when the live flow
 was incomplete) and lists it in session.json, marked "recovered". At most the last second
 before the interruption is lost.
