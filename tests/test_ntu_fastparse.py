@@ -242,6 +242,7 @@ def test_malformed_variants_give_the_scans_errors(small):
     for n in range(len(lines)):
         variants.append(b"\r\n".join(lines[:n] + lines[n + 1 :]))  # line dropped
         variants.append(b"\r\n".join(lines[: n + 1] + lines[n:]))  # line doubled
+        variants.append(b"\r\n".join([*lines[:n], b"2", *lines[n + 1 :]]))  # a count put in
     accepted = sum(_check(v, full=False) for v in variants)
     # Most edits keep the structure (a digit for a digit) or break it; both kinds occur.
     assert 0 < accepted < len(variants)
@@ -281,6 +282,8 @@ def sample_errors(small, tmp_path):
 def test_threads_share_the_parser(ntu_samples):
     """The extension releases the GIL while parsing: concurrent reads stay exact."""
     datas = [p.read_bytes() for p in ntu_samples]
+    # Tokens the C path hands to Python's conversion (it takes the GIL back for them).
+    datas += [_with_token(b"12345678901234567890123"), _with_token(b"-1.5e-300")]
     expected = [sf._parse_exact(d, "x") for d in datas]
     results = []
 

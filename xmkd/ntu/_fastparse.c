@@ -2,7 +2,8 @@
  *
  * parse(data: bytes) -> (counts, ids, info, joints) | None
  *
- * It walks the file's frame/body/joint structure once, converting each token as it goes, and
+ * It counts the bodies (reading the count lines, skipping the others) to size its arrays, then
+ * walks the file's frame/body/joint structure once, converting each token as it goes, and
  * returns four bytearrays holding the columns of SkeletonSequence: body counts (int64, F), body
  * IDs (uint64, B), body info (float64, B x 9) and joints (float64, B x 25 x 12). It returns None
  * for anything it does not accept, malformed or merely unusual (a number spelled "+5" or "nan",
@@ -39,8 +40,9 @@
 #define INFO_FIELDS 9
 /* Fewest bytes a body can take: an info line of 10 one-byte tokens (20 bytes with separators
  * and '\n'), "25\n", and 25 joint lines of 12 one-byte tokens (24 bytes each), less the final
- * line break the last line of the file may lack. Bounds the body arrays before parsing. */
+ * line break the last line of the file may lack. Bounds the body count of a file. */
 #define MIN_BODY_BYTES (20 + 3 + NUM_JOINTS * 24 - 1)
+#define BODY_LINES (2 + NUM_JOINTS)
 #define MAX_SLOW_TOKEN 128
 
 enum { OTHER = 0, DIGIT, BLANK, NEWLINE };
@@ -223,6 +225,26 @@ static int parse_frames(Cursor *c, uint64_t frames, int64_t *counts, uint64_t *i
     return c->p == c->end;
 }
 
+/* The number of bodies the count lines announce, skipping 27 lines per body: the exact size of
+ * the body arrays for a well-formed file (fresh memory costs a page fault per page touched, so
+ * none is reserved in vain). Where the file breaks the format it stops and returns what it has
+ * counted; the parse then fails at or before that point. At most limit. */
+static Py_ssize_t count_bodies(Cursor c, uint64_t frames, Py_ssize_t limit)
+{
+    Py_ssize_t total = 0;
+    for (uint64_t f = 0; f < frames; f++) {
+        uint64_t n;
+        if (!count_line(&c, (uint64_t)(limit - total), &n)) break;
+        total += (Py_ssize_t)n;
+        for (uint64_t line = 0; line < n * BODY_LINES; line++) {
+            const unsigned char *next = memchr(c.p, '\n', (size_t)(c.end - c.p));
+            if (!next) return total;
+            c.p = next + 1;
+        }
+    }
+    return total;
+}
+
 static PyObject *new_array(Py_ssize_t items, Py_ssize_t item_size)
 {
     return PyByteArray_FromStringAndSize(NULL, items * item_size);
@@ -247,7 +269,7 @@ static PyObject *parse(PyObject *module, PyObject *data)
     c.released = NULL;
     /* Line 1: the frame count; every frame takes at least 2 bytes ("0\n"). */
     if (!count_line(&c, (uint64_t)size / 2 + 1, &frames)) Py_RETURN_NONE;
-    capacity = size / MIN_BODY_BYTES + 1;
+    capacity = count_bodies(c, frames, size / MIN_BODY_BYTES + 1);
     counts = new_array((Py_ssize_t)frames, sizeof(int64_t));
     ids = new_array(capacity, sizeof(uint64_t));
     info = new_array(capacity, INFO_FIELDS * sizeof(double));
