@@ -97,17 +97,19 @@ def make_session_dirs(session_dir: str | Path) -> Path:
 
 # --------------------------------------------------------------------------------------------
 # session.json
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder + ``os.replace``:
-    readers see the old or the new content, never a partial file."""
+    readers see the old or the new content, never a partial file. ``fsync`` also makes the
+    content durable before the rename (survives a power loss; costs milliseconds per file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -397,9 +399,13 @@ def read_video(path: str | Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Timestamps
 def write_timestamps(
-    path: str | Path, device_usec: Sequence[int] | np.ndarray, host_nsec: Sequence[int] | np.ndarray
+    path: str | Path,
+    device_usec: Sequence[int] | np.ndarray,
+    host_nsec: Sequence[int] | np.ndarray,
+    fsync: bool = True,
 ) -> None:
-    """Write ``frame,device_usec,host_nsec`` rows (frame numbered from 0, one row per frame)."""
+    """Write ``frame,device_usec,host_nsec`` rows (frame numbered from 0, one row per frame),
+    atomically (see :func:`atomic_write_text` for ``fsync``)."""
     device_usec = np.asarray(device_usec, dtype=np.int64)
     host_nsec = np.asarray(host_nsec, dtype=np.int64)
     if device_usec.shape != host_nsec.shape or device_usec.ndim != 1:
@@ -407,7 +413,7 @@ def write_timestamps(
     lines = [",".join(TIMESTAMP_COLUMNS)]
     rows = zip(device_usec.tolist(), host_nsec.tolist())
     lines += [f"{i},{d},{h}" for i, (d, h) in enumerate(rows)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n", fsync=fsync)
 
 
 def read_timestamps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

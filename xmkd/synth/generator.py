@@ -347,9 +347,9 @@ def write_clip(clip: ClipData, session_dir: Path, cfg: SynthConfig) -> dict[str,
 
     write_skeleton(rec.skeleton_path(session_dir, clip.name), clip.skeleton)
     rec.write_video(rec.video_path(session_dir, clip.name), clip.frames_bgr, cfg.fps)
-    rec.write_timestamps(
-        rec.timestamps_path(session_dir, clip.name), clip.device_usec, clip.host_nsec
-    )
+    # generated data can be regenerated: no per-file fsync (thousands of small files)
+    ts_path = rec.timestamps_path(session_dir, clip.name)
+    rec.write_timestamps(ts_path, clip.device_usec, clip.host_nsec, fsync=False)
     if cfg.flow:
         from capture.flow import FlowConfig, write_clip_flow
 
