@@ -149,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
         def keyboard() -> None:
             active = False
-            for line in sys.stdin:
-                if line.strip().lower().startswith("q"):
+            while True:
+                line = sys.stdin.readline()  # returns each line as it comes (iteration may not)
+                if not line or line.strip().lower().startswith("q"):
                     break
                 active = not active
                 (recorder.start_take if active else recorder.stop_take)()
