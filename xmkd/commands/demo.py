@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="use these synthetic sessions instead of generating",
     )
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (preset: 20)")
+    p.add_argument("--epochs", type=int, default=None, help="student epochs (preset: 12)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (16)")
     p.add_argument("--arch", choices=("stgcn", "hcn"), default="stgcn")
     p.add_argument("--seed", type=int, default=0)
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     )
     options = ReproduceOptions(epochs=args.epochs or (2 if quick else None), device=args.device)
     cfg = run_config(Run("demo", args.arch, k=2), options, args.seed)
-    cfg = dataclasses.replace(cfg, eval_every=1)
+    # validation on Test every few epochs only: it shows progress, and costs as much as training
+    cfg = dataclasses.replace(cfg, eval_every=max(1, cfg.resolved_epochs() // 4))
     spec = cfg.spec()
     raw_train = skeleton_source(pipe.sessions, None, "student_train")
     raw_test = skeleton_source(pipe.sessions, None, "test", labeled_only=True)
