@@ -23,6 +23,7 @@ class ConfusionView(QWidget):
         self.plot.setLabel("bottom", "prediction")
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
+        self.plot.getAxis("left").setWidth(48)
         layout.addWidget(self.plot)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))

@@ -210,6 +210,7 @@ class LiveTab(QWidget):
         return {
             "source_kind": self.picker.kind,
             "source_path": self.picker.path,
+            "synthetic_preset": self.picker.preset,
             "model_path": self.model_path,
             "engine": self.engine,
             "stride": self.stride,

@@ -244,6 +244,7 @@ class RecordTab(QWidget):
         self.color_res.setToolTip("colour resolution (the synthetic source renders at this size)")
         self.depth_mode = QComboBox()
         self.depth_mode.addItems(list(DEPTH_MODES))
+        self.depth_mode.setCurrentText("NFOV_UNBINNED")  # the SDK's and pyk4a's default
         self.fps = QComboBox()
         self.fps.addItems([str(f) for f in sorted(FPS_CHOICES, reverse=True)])
         sf.addRow("colour", self.color_res)
@@ -336,6 +337,7 @@ class RecordTab(QWidget):
         return {
             "source_kind": self.picker.kind,
             "source_path": self.picker.path,
+            "synthetic_preset": self.picker.preset,
             "color_resolution": self.color_res,
             "depth_mode": self.depth_mode,
             "fps": self.fps,

@@ -412,6 +412,9 @@ class ReplayTab(QWidget):
         if serial != self._load_serial or self.predictor is None:
             return
         names = self.predictor.class_names
+        clip = self.clip
+        if clip is not None and clip.truth_label is not None and clip.truth_label < len(names):
+            self.truth_label.setText(f"ground truth: {clip.truth} {names[clip.truth_label]}")
         best = int(np.argmax(probs))
         ok = ""
         if self.clip is not None and self.clip.truth_label is not None:
@@ -450,7 +453,12 @@ class ReplayTab(QWidget):
             f"accuracy {100 * result['accuracy']:.1f}% ({correct}/{n})"
             + (f", {len(result['failed'])} unreadable" if result["failed"] else "")
         )
-        self.confusion.set_matrix(result["confusion"], result["labels"])
+        # Action codes on the axes (class names do not fit under a column); names in the tooltip.
+        codes = [f"A{c + 1:03d}" for c in result["classes"]]
+        self.confusion.set_matrix(result["confusion"], codes)
+        self.confusion.setToolTip(
+            "\n".join(f"{code}: {name}" for code, name in zip(codes, result["labels"]))
+        )
         if result["failed"]:
             self.show_message("; ".join(result["failed"][:3]))
 

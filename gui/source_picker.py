@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.workers import run_task
+from xmkd.synth import PRESETS as SYNTH_PRESETS
 
 KINDS = {
     "synthetic": "synthetic",
@@ -65,6 +66,10 @@ class SourcePicker(QWidget):
         self.path_row.setLayout(row)
         row.setContentsMargins(0, 0, 0, 0)
         form.addRow("path", self.path_row)
+        self.preset = QComboBox()
+        self.preset.addItems(sorted(SYNTH_PRESETS, key=lambda p: p != "default"))
+        self.preset.setToolTip("synthetic generator preset (its actions are the classes)")
+        form.addRow("preset", self.preset)
         drow = QHBoxLayout()
         drow.setContentsMargins(0, 0, 0, 0)
         self.device = QComboBox()
@@ -88,6 +93,7 @@ class SourcePicker(QWidget):
         key = self.kind_key()
         self._form.setRowVisible(self.path_row, key in ("ntu", "mkv"))
         self._form.setRowVisible(self.device_row, key == "kinect")
+        self._form.setRowVisible(self.preset, key == "synthetic")
         if key == "kinect" and self.device.count() == 0:
             self.find_devices()
         self.changed.emit()
@@ -128,4 +134,4 @@ class SourcePicker(QWidget):
         if key == "kinect":
             index = self.device.currentText().split(":", 1)[0].strip()
             return compose_spec(key, index, options)
-        return compose_spec(key, "", options)
+        return compose_spec(key, self.preset.currentText(), options)

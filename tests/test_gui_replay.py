@@ -102,6 +102,7 @@ def test_prediction_beside_ground_truth_and_folder_evaluation(qtbot, tab, ntu_sa
     probs = tab.predictor.predict(tab.clip.sequence)
     best = CLASS_NAMES[int(np.argmax(probs))]
     assert best in tab.prediction_label.text()
+    assert tab.truth_label.text() == "ground truth: A011 action 11"  # the model's class name
     assert tab.bars.items[0][0] == best and len(tab.bars.items) == 5
 
     tab.evaluate_folder()
@@ -115,6 +116,7 @@ def test_prediction_beside_ground_truth_and_folder_evaluation(qtbot, tab, ntu_sa
     assert expected["correct"] == result["correct"]
     assert tab.accuracy.text().startswith("accuracy ")
     assert tab.confusion.matrix is not None and tab.eval_progress.value() == len(ntu_samples)
+    assert "A011: action 11" in tab.confusion.toolTip()
 
 
 def test_unreadable_files_are_reported_and_the_rest_evaluated(

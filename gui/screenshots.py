@@ -1,0 +1,203 @@
+"""Render each tab of the app to PNG with real work behind it: ``python -m gui.screenshots``.
+
+Runs offscreen (``QT_QPA_PLATFORM=offscreen`` unless a platform is set) and drives the tabs as a
+user would, on the output of ``xmkd demo`` (a synthetic session, the teacher's label cache, a
+students checkpoint; made with ``xmkd demo --preset tiny`` under ``--work`` when ``--demo`` is
+not given):
+
+* record.png: the synthetic source of the demo's preset recording its second take;
+* distill.png: a real ``xmkd distill`` (CE + mutual on the teacher's labels) at its end;
+* live.png: that run's students classifying the live synthetic source;
+* replay.png: a clip of the session with its video, prediction beside ground truth, and the
+  evaluation of the whole folder.
+
+Usage: ``python -m gui.screenshots [--out gui/screenshots] [--demo runs/demo] [--epochs 15]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _pump(app, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: timed out after {timeout:.0f} s waiting for {what}")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def _wait(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def ensure_demo(demo: Path) -> None:
+    """Run ``xmkd demo --preset tiny`` into ``demo`` unless its students are there."""
+    if (demo / "students" / "best.pt").is_file():
+        return
+    print(f"running xmkd demo --preset tiny --out {demo} (about a minute) ...", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "xmkd", "demo", "--preset", "tiny", "--out", str(demo), "--quiet"],
+        check=True,
+    )
+
+
+def demo_session(demo: Path) -> Path:
+    sessions = sorted(p.parent for p in (demo / "data").glob("*/session.json"))
+    if not sessions:
+        raise SystemExit(f"screenshots: no session under {demo / 'data'}")
+    return sessions[0]
+
+
+def demo_preset(session: Path) -> str:
+    """The generator preset whose classes the session has (the live source must match)."""
+    import dataclasses
+
+    from xmkd.recordings import read_session_json
+    from xmkd.synth import PRESETS, preset
+
+    classes = read_session_json(session)["settings"]["config"]["classes"]
+    for name in PRESETS:
+        if dataclasses.asdict(preset(name))["classes"] == classes:
+            return name
+    return "default"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gui.screenshots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "screenshots")
+    parser.add_argument("--work", type=Path, default=Path("runs") / "screenshots")
+    parser.add_argument("--demo", type=Path, help="an `xmkd demo` output folder to show")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of the Distill run")
+    parser.add_argument("--size", default="1280x800", help="window size (default 1280x800)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from gui.app import MainWindow
+    from gui.settings import open_settings
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    demo = args.demo or args.work / "demo"
+    ensure_demo(demo)
+    session = demo_session(demo)
+    preset = demo_preset(session)
+    labels = demo / "labels.pt"
+
+    app = QApplication.instance() or QApplication([])
+    pg.setConfigOptions(antialias=True)
+    settings_file = args.work / "settings.ini"
+    settings_file.unlink(missing_ok=True)
+    window = MainWindow(open_settings(settings_file))
+    width, height = (int(v) for v in args.size.split("x"))
+    window.resize(width, height)
+    window.show()
+
+    def shot(name: str) -> None:
+        path = args.out / f"{name}.png"
+        window.grab().save(str(path))
+        print(f"wrote {path} ({path.stat().st_size // 1024} KB)", flush=True)
+
+    # ---- Distill: a real run (its students are then used by Live and Replay) ---------------
+    distill = window.distill
+    window.show_tab("distill")
+    run = args.work / "distill"
+    distill.data_kind.setCurrentText("sessions")
+    distill.data_path.setText(str(session))
+    distill.labels.setText(str(labels))
+    distill.loss.setCurrentIndex(0)  # CE + mutual (the paper)
+    distill.arch.setCurrentText("stgcn")
+    distill.k.setValue(2)
+    distill.epochs.setValue(args.epochs)
+    distill.device.setCurrentText("cpu")
+    distill.preset.setCurrentText("synthetic")
+    distill.split.setCurrentText("student_train")
+    distill.extra.setText("--quiet")
+    distill.out_dir.setText(str(run))
+    if (run / "last.pt").is_file():
+        import shutil
+
+        shutil.rmtree(run)
+    distill.start_button.click()
+    _pump(app, lambda: not distill.job.is_running() and distill.events, 3600, "xmkd distill")
+    if not distill.finished_ok:
+        print(distill.log.toPlainText()[-3000:])
+        raise SystemExit(f"screenshots: xmkd distill failed: {distill.error.text()}")
+    shot("distill")
+    model = run / "best.pt"
+
+    # ---- Record: the synthetic source of the same preset, second take -------------------
+    record = window.record
+    window.show_tab("record")
+    record.picker.kind.setCurrentIndex(0)
+    record.picker.preset.setCurrentText(preset)
+    record.color_res.setCurrentText("720P")
+    record.session_dir.setText(str(args.work / "recorded"))
+    record.flow.setChecked(False)
+    record.mode.setCurrentIndex(0)  # takes
+    record.preview_button.click()
+    _pump(app, lambda: record.video.frames_shown > 10, 60, "preview frames")
+    record.record_button.click()
+    _wait(app, 2.0)
+    record.record_button.click()
+    _pump(app, lambda: not record.is_running(), 60, "first take")
+    record.record_button.click()
+    _pump(app, lambda: record.recorder is not None and record.video.frames_shown > 40, 60, "take 2")
+    _wait(app, 2.5)
+    shot("record")
+    record.stop()
+    _pump(app, lambda: not record.is_running(), 60, "recording end")
+
+    # ---- Live: the distilled students on the live synthetic source ------------------------
+    live = window.live
+    window.show_tab("live")
+    live.picker.kind.setCurrentIndex(0)
+    live.picker.preset.setCurrentText(preset)
+    live.model_path.setText(str(model))
+    live.engine.setCurrentText("torch")
+    live.start_button.click()
+    _pump(app, lambda: live.predictions >= 10, 120, "live predictions")
+    _wait(app, 8.0)
+    shot("live")
+    live.stop()
+    _pump(app, lambda: not live.is_running(), 30, "live stop")
+
+    # ---- Replay: the session's clips, one playing, the folder evaluated -------------------
+    replay = window.replay
+    window.show_tab("replay")
+    replay.set_paths([session / "skeletons"])
+    replay.model_path.setText(str(model))
+    replay.backend.setCurrentText("torch")
+    replay.load_model()
+    _pump(app, lambda: replay.predictor is not None, 60, "replay model")
+    replay.files.setCurrentRow(min(7, replay.files.count() - 1))
+    _pump(app, lambda: replay.clip is not None and "%" in replay.prediction_label.text(), 60,
+          "clip prediction")  # fmt: skip
+    replay.seek(replay.clip.num_frames // 2)
+    replay.evaluate_folder()
+    _pump(app, lambda: replay.eval_result is not None, 600, "folder evaluation")
+    shot("replay")
+
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
