@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,37 +148,32 @@ class MKVSource(Source):
         return info
 
     def _frames(self) -> Iterator[Frame]:
-        """Demux all video tracks, group images by pts (one k4a capture = one pts), decode."""
         streams = [s for s in (self._color, self._depth, self._ir) if s is not None]
-        pending: dict[int, dict[str, Any]] = {}
         pacer = Pacer(self.fps, self.realtime)
-        index = 0
+        for index, (start, images) in enumerate(
+            group_captures(self._decoded(streams), len(streams), 1e6 / self.fps)
+        ):
+            yield self._make_frame(index, start, images)
+            pacer.wait()
+
+    def _decoded(self, streams: list[Any]) -> Iterator[tuple[str, int, Any]]:
         for packet in self._container.demux(streams):
             if packet.pts is None:  # flush packets at the end
                 continue
             key = packet.stream.metadata.get("title", "").upper()
-            entry = pending.setdefault(int(packet.pts), {})
             try:
                 decoded = packet.decode()
             except Exception as exc:  # noqa: BLE001 - PyAV raises several error classes
                 raise FormatError(self.path, f"{key} frame at pts {packet.pts}: {exc}") from exc
-            for frame in decoded:
-                entry[key] = frame
-            # a capture is complete once every track has delivered its image for that pts
-            ready = [pts for pts, e in pending.items() if len(e) == len(streams)]
-            for pts in sorted(ready):
-                yield self._make_frame(index, pts, pending.pop(pts))
-                index += 1
-                pacer.wait()
-        for pts in sorted(pending):  # captures missing an image (e.g. colour dropped)
-            yield self._make_frame(index, pts, pending.pop(pts))
-            index += 1
-            pacer.wait()
+            if decoded:
+                yield key, int(packet.pts), decoded[-1]
 
     def _make_frame(self, index: int, pts: int, images: dict[str, Any]) -> Frame:
         color = images["COLOR"].to_ndarray(format="bgr24") if "COLOR" in images else None
         depth = images["DEPTH"].to_ndarray() if "DEPTH" in images else None
         ir = images["IR"].to_ndarray() if "IR" in images else None
+        if "DEPTH" in images and images["DEPTH"].pts is not None:
+            pts = int(images["DEPTH"].pts)  # k4a and k4abt time a capture by its depth image
         device_usec = pts + self.start_offset_usec
         bodies = []
         if self.tracker is not None and depth is not None and ir is not None:
@@ -195,3 +190,28 @@ class MKVSource(Source):
             host_nsec=time.perf_counter_ns(),
             camera=self.camera,
         )
+
+
+def group_captures(
+    images: Iterable[tuple[str, int, Any]], tracks: int, period_usec: float
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Group (track, pts, image) in file order into captures as k4a playback does.
+
+    Images of one capture carry (nearly) the same timestamp (colour and depth differ by the
+    depth delay), so an image joins the open capture within half a frame period that lacks its
+    track. A capture is emitted when every track is in, or incomplete once the stream has moved a
+    frame period past it (a dropped image), so memory stays bounded on long recordings.
+    """
+    half = period_usec / 2
+    pending: list[tuple[int, dict[str, Any]]] = []  # (pts of the first image, images)
+    for key, pts, image in images:
+        for start, group in pending:
+            if key not in group and abs(pts - start) <= half:
+                group[key] = image
+                break
+        else:
+            pending.append((pts, {key: image}))
+            pending.sort(key=lambda item: item[0])
+        while pending and (len(pending[0][1]) == tracks or pts - pending[0][0] > 2 * half):
+            yield pending.pop(0)
+    yield from pending

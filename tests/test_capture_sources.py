@@ -278,6 +278,23 @@ def test_mkv_runs_body_tracking_when_the_sdk_is_present(kinect_dir, monkeypatch)
     assert ir_image["w"] == 640 and ir_image["ts"] == frames[0].device_usec
 
 
+def test_mkv_images_are_grouped_into_captures_like_k4a_playback():
+    from capture.mkv import group_captures
+
+    period = 33333
+    stream = []
+    for i in range(5):
+        t = i * period
+        if i != 2:  # the colour image of capture 2 was dropped
+            stream.append(("COLOR", t, f"c{i}"))
+        stream.append(("DEPTH", t + 160, f"d{i}"))  # depth 160 us after colour
+        stream.append(("IR", t + 160, f"i{i}"))
+    groups = list(group_captures(stream, 3, period))
+    assert [start for start, _ in groups] == [0, period, 2 * period + 160, 3 * period, 4 * period]
+    assert groups[1][1] == {"COLOR": "c1", "DEPTH": "d1", "IR": "i1"}
+    assert groups[2][1] == {"DEPTH": "d2", "IR": "i2"}  # incomplete, still in order
+
+
 def test_mkv_errors_are_one_sentence(tmp_path):
     with pytest.raises(XmkdError, match="no such MKV"):
         open_source(f"mkv:{tmp_path / 'none.mkv'}").open()
