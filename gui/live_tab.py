@@ -255,6 +255,7 @@ class LiveTab(QWidget):
         worker.frame_ready.connect(self._show_frame)
         worker.stats.connect(self._show_stats)
         worker.error.connect(self.show_message)
+        worker.note.connect(self.show_message)
         worker.classifier_ready.connect(self.engine_status.setText)
         worker.finished.connect(self._worker_finished)
         self.worker = worker

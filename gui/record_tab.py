@@ -47,6 +47,7 @@ from gui.workers import (
     SourceWorker,
     describe_error,
     frame_view,
+    source_note,
     start_in_thread,
 )
 
@@ -206,6 +207,9 @@ class RecordWorker(QObject):
             )
             recorder = Recorder([source], self.session_dir, self.config, log=self._log)
             recorder.start()
+            note = source_note(source.inner)
+            if note:
+                self.log.emit(note)
             self.recorder = recorder
             if self.config.mode == "takes":
                 recorder.start_take()
@@ -388,6 +392,7 @@ class RecordTab(QWidget):
         )
         self._connect(worker)
         worker.opened.connect(self._opened)
+        worker.note.connect(self.show_message)
         self.worker = worker
         start_in_thread(worker, self)
         self.status.setText(f"opening {worker.spec} …")

@@ -169,6 +169,13 @@ def start_in_thread(worker: QObject, parent: QObject, entry: str = "run") -> QTh
 FrameConsumer = Callable[[Any], None]
 
 
+def source_note(source: Any) -> str:
+    """What the user should know about an opened source: an MKV or Kinect source without the
+    Body Tracking SDK plays frames without skeletons (``skeleton_note``)."""
+    note = getattr(source, "skeleton_note", None)
+    return f"frames play without skeletons: {note}" if note else ""
+
+
 class SourceWorker(QObject):
     """Pulls frames from one capture source in its own thread until stopped or exhausted.
 
@@ -180,6 +187,8 @@ class SourceWorker(QObject):
 
     frame_ready = Signal()
     opened = Signal(str)
+    #: something the user should know about the open source (e.g. no body tracking)
+    note = Signal(str)
     stats = Signal(dict)
     error = Signal(str)
     finished = Signal()
@@ -226,6 +235,9 @@ class SourceWorker(QObject):
                 with open_fn(self.spec) as source:
                     self._source = source
                     self.opened.emit(str(getattr(source, "description", self.spec)))
+                    note = source_note(source)
+                    if note:
+                        self.note.emit(note)
                     self._pump(source)
                     self._source = None
                 if not self.loop:

@@ -106,6 +106,19 @@ def test_record_a_take_into_the_session(qtbot, tab, ntu_with_video):
     assert "recorded 1 clip(s)" in tab.status.text()
 
 
+def test_real_kinect_mkv_preview(qtbot, tab, kinect_dir):
+    mkv = next(kinect_dir.glob("*.mkv"))
+    tab.picker.kind.setCurrentIndex(2)
+    assert tab.picker.kind_key() == "mkv"
+    tab.picker.path.setText(str(mkv))
+    tab.preview_button.click()
+    wait_until(qtbot, lambda: tab.video.frames_shown >= 1, 20, "the MKV's colour frame")
+    wait_until(qtbot, lambda: not tab.is_running(), 20, "end of the one-capture recording")
+    assert tab.video.image.image.shape[1] == 960  # 1280x720 colour, shown at preview width
+    # skeletons need the Body Tracking SDK; without it the window says so
+    assert tab.skeleton.body_count > 0 or "without skeletons" in tab.message.text()
+
+
 def test_bad_source_is_one_sentence(qtbot, tab, tmp_path):
     use_ntu(tab, tmp_path / "missing.skeleton")
     tab.preview_button.click()
