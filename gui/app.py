@@ -7,10 +7,11 @@ the distillation child process before the settings are written.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QTabWidget, QWidget
 
@@ -41,6 +42,7 @@ class MainWindow(QMainWindow):
         self.distill.exported.connect(self.replay.model_path.setText)
         self.resize(1280, 800)
         self.restore()
+        self.record.list_session_clips()
 
     def all_tabs(self) -> list[QWidget]:
         return [self.record, self.distill, self.live, self.replay]
@@ -111,4 +113,10 @@ def main(
     if tab:
         window.show_tab(tab)
     window.show()
+    # Ctrl+C in the terminal closes the window cleanly (jobs stopped, settings saved): Python
+    # handles signals only when it runs, so a timer lets it run a few times a second.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(250)
     return int(app.exec())

@@ -47,6 +47,7 @@ from gui.workers import (
     SourceWorker,
     describe_error,
     frame_view,
+    run_task,
     source_note,
     start_in_thread,
 )
@@ -333,6 +334,7 @@ class RecordTab(QWidget):
         self.record_button.toggled.connect(self._record_toggled)
         self.stop_button.clicked.connect(self.stop)
         self.session_browse.clicked.connect(self._browse_session)
+        self.session_dir.editingFinished.connect(self.list_session_clips)
         self.picker.message.connect(self.show_message)
         self._update_buttons()
 
@@ -521,6 +523,26 @@ class RecordTab(QWidget):
         path = QFileDialog.getExistingDirectory(self, "Session folder", self.session_dir.text())
         if path:
             self.session_dir.setText(path)
+
+    def list_session_clips(self) -> None:
+        """Fill the clip list from the session folder's session.json (read off the UI thread)."""
+        folder = Path(self.session_dir.text())
+
+        def read(report, cancelled) -> list[str]:
+            from xmkd.recordings import read_session_json
+
+            if not (folder / "session.json").is_file():
+                return []
+            clips = read_session_json(folder).get("clips", [])
+            return [f"{c['name']}: {c.get('frames', '?')} frames" for c in clips]
+
+        def show(lines: list[str]) -> None:
+            if Path(self.session_dir.text()) == folder and not self.is_running():
+                self.clips.clear()
+                self.clips.addItems(lines)
+                self._refresh_status()
+
+        run_task(read, self, result=show, error=self.show_message)
 
     def _set_record_checked(self, on: bool) -> None:
         self.record_button.blockSignals(True)

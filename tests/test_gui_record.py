@@ -104,6 +104,10 @@ def test_record_a_take_into_the_session(qtbot, tab, ntu_with_video):
     assert 10 <= seq.num_frames <= 82 and int(seq.body_counts.max()) == 1
     assert session.clips[0].has_video
     assert "recorded 1 clip(s)" in tab.status.text()
+    tab.clips.clear()  # the list comes back from the session folder
+    tab.list_session_clips()
+    wait_until(qtbot, lambda: tab.clips.count() == 1, 10, "clips listed from session.json")
+    assert tab.clips.item(0).text().startswith(name)
 
 
 def test_real_kinect_mkv_preview(qtbot, tab, kinect_dir):
