@@ -158,9 +158,10 @@ class RecordWorker(QObject):
     done = Signal(dict)
     finished = Signal()
 
-    def __init__(self, spec: str, session_dir: str, config: Any):
+    def __init__(self, spec: str, session_dir: str, config: Any, camera: int = 1):
         super().__init__()
         self.spec = spec
+        self.camera = camera
         self.session_dir = session_dir
         self.config = config
         self.slot = LatestSlot()
@@ -204,7 +205,10 @@ class RecordWorker(QObject):
 
         try:
             source = tapped_source(
-                open_source(self.spec), self.slot, self.frame_ready.emit, self._stats
+                open_source(self.spec, camera=self.camera),
+                self.slot,
+                self.frame_ready.emit,
+                self._stats,
             )
             recorder = Recorder([source], self.session_dir, self.config, log=self._log)
             recorder.start()
@@ -335,6 +339,8 @@ class RecordTab(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.session_browse.clicked.connect(self._browse_session)
         self.session_dir.editingFinished.connect(self.list_session_clips)
+        self.mode.currentIndexChanged.connect(self._mode_changed)
+        self._mode_changed()
         self.picker.message.connect(self.show_message)
         self._update_buttons()
 
@@ -427,7 +433,9 @@ class RecordTab(QWidget):
             self.worker.stop()  # _worker_finished starts the recording
             return
         self.show_message("")
-        worker = RecordWorker(self.source_spec(), self.session_dir.text(), config)
+        worker = RecordWorker(
+            self.source_spec(), self.session_dir.text(), config, camera=self.camera.value()
+        )
         self._connect(worker)
         worker.clip_done.connect(self._clip_done)
         worker.log.connect(self.show_message)
@@ -543,6 +551,10 @@ class RecordTab(QWidget):
                 self._refresh_status()
 
         run_task(read, self, result=show, error=self.show_message)
+
+    def _mode_changed(self, *_: object) -> None:
+        # takes are cut by hand; the clip length applies to the automatic modes only
+        self.clip_seconds.setEnabled(MODES[self.mode.currentText()] != "takes")
 
     def _set_record_checked(self, on: bool) -> None:
         self.record_button.blockSignals(True)

@@ -83,6 +83,7 @@ def test_record_a_take_into_the_session(qtbot, tab, ntu_with_video):
     tab.setup.setValue(3)
     tab.performer.setValue(4)
     tab.replication.setValue(5)
+    tab.camera.setValue(2)
     tab.preview_button.click()  # recording takes the source over from the preview
     wait_until(qtbot, lambda: tab.skeleton.body_count == 1, 10, "preview running")
     tab.record_button.click()
@@ -96,7 +97,8 @@ def test_record_a_take_into_the_session(qtbot, tab, ntu_with_video):
     assert tab.clips.count() == 1, tab.message.text()
     name = tab.clips.item(0).text().split(":")[0]
     sample = SampleName.parse(name)
-    assert (sample.setup, sample.performer, sample.replication, sample.action) == (3, 4, 5, 0)
+    assert (sample.setup, sample.camera, sample.performer, sample.replication) == (3, 2, 4, 5)
+    assert sample.action == 0  # unlabeled
     assert tab.replication.value() == 6  # the next take gets the next number
     session = Session.open(tab.session_dir.text())
     assert [c.name for c in session.clips] == [name]
