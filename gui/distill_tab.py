@@ -286,6 +286,13 @@ class DistillTab(QWidget):
     def start(self, resume: bool = False) -> None:
         if self.job.is_running():
             return
+        if not resume and self.last_checkpoint().is_file():
+            # never overwrite a run (its checkpoints are hours of work)
+            self.error.setText(
+                f"{self.out_dir.text()} already holds a run (last.pt): Resume it, or choose "
+                "another output folder for a new run"
+            )
+            return
         if not resume:
             self.curves.clear()
             self.events.clear()

@@ -6,12 +6,13 @@ students checkpoint; made with ``xmkd demo --preset tiny`` under ``--work`` when
 not given):
 
 * record.png: the synthetic source of the demo's preset recording its second take;
-* distill.png: a real ``xmkd distill`` (CE + mutual on the teacher's labels) at its end;
-* live.png: that run's students classifying the live synthetic source;
+* distill.png: a real ``xmkd distill`` (CE + mutual on the teacher's labels) half-way through
+  (progress, ETA, curves), then cancelled;
+* live.png: the demo's students classifying the live synthetic source;
 * replay.png: a clip of the session with its video, prediction beside ground truth, and the
   evaluation of the whole folder.
 
-Usage: ``python -m gui.screenshots [--out gui/screenshots] [--demo runs/demo] [--epochs 15]``.
+Usage: ``python -m gui.screenshots [--out gui/screenshots] [--demo runs/demo] [--epochs 12]``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "screenshots")
     parser.add_argument("--work", type=Path, default=Path("runs") / "screenshots")
     parser.add_argument("--demo", type=Path, help="an `xmkd demo` output folder to show")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs of the Distill run")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of the Distill run")
+    parser.add_argument(
+        "--shot-at-epoch", type=int, help="epochs done when distill.png is taken (default half)"
+    )
     parser.add_argument("--size", default="1280x800", help="window size (default 1280x800)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -136,12 +140,20 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(run)
     distill.start_button.click()
-    _pump(app, lambda: not distill.job.is_running() and distill.events, 3600, "xmkd distill")
-    if not distill.finished_ok:
+    at = args.shot_at_epoch or max(1, args.epochs // 2)
+
+    def epochs_done() -> int:
+        return max((e["epoch"] for e in distill.events if e.get("event") == "epoch"), default=0)
+
+    _pump(app, lambda: epochs_done() >= at or not distill.job.is_running(), 7200, "xmkd distill")
+    if not distill.job.is_running() and not distill.finished_ok:
         print(distill.log.toPlainText()[-3000:])
         raise SystemExit(f"screenshots: xmkd distill failed: {distill.error.text()}")
+    _wait(app, 1.0)
     shot("distill")
-    model = run / "best.pt"
+    distill.cancel()
+    _pump(app, lambda: not distill.job.is_running(), 120, "distill cancel")
+    model = demo / "students" / "best.pt"
 
     # ---- Record: the synthetic source of the same preset, second take -------------------
     record = window.record

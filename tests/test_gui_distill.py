@@ -83,6 +83,8 @@ def test_distill_cancel_resume_and_export(qtbot, tmp_path, packed):
     assert start["epochs"] == 2 and start["k"] == 2
     done_before = max(e["epoch"] for e in tab.events if e["event"] == "epoch")
 
+    tab.start_button.click()  # a new run would overwrite the checkpoints: refused
+    assert not tab.job.is_running() and "already holds a run" in tab.error.text()
     tab.resume_button.click()
     wait_until(qtbot, lambda: not tab.job.is_running(), 120, "resumed run ends")
     assert tab.finished_ok, tab.error.text() + "\n" + tab.log.toPlainText()[-2000:]
