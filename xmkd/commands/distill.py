@@ -98,6 +98,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how a clip is fitted to the window (see xmkd.preprocess)",
     )
     s.add_argument(
+        "--center",
+        choices=("none", "frame", "first"),
+        default=None,
+        help="subtract person 0's mid spine per frame / from the first frame (see xmkd.preprocess)",
+    )
+    s.add_argument(
         "--ensemble",
         choices=("mean", "max"),
         default=None,
@@ -210,11 +216,10 @@ def build_config(args: argparse.Namespace, base=None):
         changes["student_kwargs"] = [
             {**cfg.kwargs_for(i), "width": args.width} for i in range(cfg.k)
         ]
-    if args.window is not None or args.fit is not None:
-        spec = cfg.spec()
-        spec = spec.replace(
-            **{k: v for k, v in (("window", args.window), ("fit", args.fit)) if v is not None}
-        )
+    spec_changes = {"window": args.window, "fit": args.fit, "center": args.center}
+    spec_changes = {k: v for k, v in spec_changes.items() if v is not None}
+    if spec_changes:
+        spec = cfg.spec().replace(**spec_changes)
         changes["input_spec"] = spec.to_dict()
     if args.lr is not None or args.milestones is not None:
         optim = [cfg.optim_for(i) for i in range(cfg.k)]
