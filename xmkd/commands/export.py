@@ -71,7 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from engines.export import (
         checkpoint_metadata,
@@ -82,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     from xmkd.checkpoint import load_students
     from xmkd.errors import XmkdError
 
-    torch.set_grad_enabled(False)
     if args.format == "tensorrt":
         # Fail in one sentence before a long export when TensorRT or the GPU is missing.
         from engines.tensorrt import GpuInfo, load_tensorrt

@@ -61,13 +61,10 @@ def run(args: argparse.Namespace) -> int:
     import queue
     import time
 
-    import torch
-
     from capture.source import open_source
     from engines.backends import ModelSource, open_backend
     from engines.streaming import StreamingClassifier, StreamingConfig
 
-    torch.set_grad_enabled(False)
     config = StreamingConfig(
         every=args.every,
         history=args.history,
