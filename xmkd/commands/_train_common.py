@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xmkd.train.inputs import SPLIT_CHOICES
+from xmkd.ntu.splits import SPLIT_CHOICES
 
 
 def add_data_args(p: argparse.ArgumentParser, split: str, video: bool = False) -> None:

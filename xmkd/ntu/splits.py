@@ -50,6 +50,8 @@ XVIEW60_TRAIN_CAMERAS = (2, 3)
 TWO_PERSON_ACTIONS = tuple(range(50, 61)) + tuple(range(106, 121))
 BENCHMARKS = ("xsub60", "xview60", "xsub120", "xset120")
 PROTOCOL_PARTS = ("teacher_train", "student_train", "test")
+#: What a --split option accepts: a protocol part, or "all" (every clip of the data given).
+SPLIT_CHOICES = (*PROTOCOL_PARTS, "all")
 # Which release a benchmark draws from: (dataset, last setup, last action).
 _DATASETS = {"ntu60": (17, 60), "ntu120": (32, 120)}
 _BENCHMARK_DATASET = {

@@ -24,8 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from xmkd.errors import XmkdError
-
-SPLIT_CHOICES = ("teacher_train", "student_train", "test", "all")
+from xmkd.ntu.splits import SPLIT_CHOICES
 
 
 class StudentWindows(Dataset):
