@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "screenshots")
     parser.add_argument("--work", type=Path, default=Path("runs") / "screenshots")
     parser.add_argument("--demo", type=Path, help="an `xmkd demo` output folder to show")
+    parser.add_argument(
+        "--model", type=Path, help="students checkpoint for Live and Replay (default: the demo's)"
+    )
     parser.add_argument("--epochs", type=int, default=12, help="epochs of the Distill run")
     parser.add_argument(
         "--shot-at-epoch", type=int, help="epochs done when distill.png is taken (default half)"
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     shot("distill")
     distill.cancel()
     _pump(app, lambda: not distill.job.is_running(), 120, "distill cancel")
-    model = demo / "students" / "best.pt"
+    model = args.model or demo / "students" / "best.pt"
 
     # ---- Record: the synthetic source of the same preset, second take -------------------
     record = window.record
