@@ -82,6 +82,7 @@ class DistillTab(QWidget):
         self.epochs_total = 0
         self.steps_per_epoch = 0
         self.best_checkpoint: str | None = None
+        self._stepped_epochs: set[int] = set()
 
         form_box = QGroupBox("Distillation")
         form = QFormLayout(form_box)
@@ -104,10 +105,13 @@ class DistillTab(QWidget):
         self.k.setValue(2)
         form.addRow("K", self.k)
         self.width = QDoubleSpinBox()
-        self.width.setRange(0.05, 1.0)
+        self.width.setRange(0.0, 1.0)
         self.width.setSingleStep(0.05)
-        self.width.setValue(1.0)
-        self.width.setToolTip("student width (1 = the reference size; smaller for CPU runs)")
+        self.width.setSpecialValueText("preset")
+        self.width.setValue(0.0)
+        self.width.setToolTip(
+            "student channel width (1 = the reference size; 'preset': the preset's choice)"
+        )
         form.addRow("width", self.width)
         self.loss = QComboBox()
         self.loss.addItems(LOSS_CHOICES)
@@ -118,12 +122,12 @@ class DistillTab(QWidget):
         form.addRow("KL tau", self.tau)
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 1000)
-        self.epochs.setSpecialValueText("reference")
+        self.epochs.setSpecialValueText("preset")
         self.epochs.setValue(0)
         form.addRow("epochs", self.epochs)
         self.batch = QSpinBox()
         self.batch.setRange(0, 4096)
-        self.batch.setSpecialValueText("reference")
+        self.batch.setSpecialValueText("preset")
         form.addRow("batch size", self.batch)
         self.device = QComboBox()
         self.device.addItems(DEVICE_CHOICES)
@@ -262,7 +266,7 @@ class DistillTab(QWidget):
         if self.labels.text().strip():
             args += ["--labels", self.labels.text().strip()]
         args += ["--students", *self.students()]
-        if self.width.value() < 1.0:
+        if self.width.value() > 0:
             args += ["--width", f"{self.width.value():g}"]
         loss = self.loss.currentIndex()
         args += ["--supervision", ("ce", "ce", "kl", "full")[loss]]
@@ -297,6 +301,7 @@ class DistillTab(QWidget):
             self.curves.clear()
             self.events.clear()
             self.best_checkpoint = None
+            self._stepped_epochs.clear()
         self.error.setText("")
         self.finished_ok = False
         try:
@@ -368,13 +373,18 @@ class DistillTab(QWidget):
             self.eta.setText(format_eta(event["eta_s"]))
         if event.get("samples_per_s") is not None:
             self.rate.setText(f"{event['samples_per_s']:.0f} samples/s")
-        for student, parts in (event.get("losses") or {}).items():
-            total = parts.get("total") if isinstance(parts, dict) else parts
-            if total is not None:
-                self.curves.add("loss", student, x, total)
-        for i, agreement in enumerate(event.get("teacher_agreement") or []):
-            if agreement is not None:
-                self.curves.add("teacher agreement", f"student{i}", x, agreement)
+        # Losses and agreement: the step events' values as they come; an epoch's mean only
+        # when that epoch had no step event (short epochs), so the two never interleave.
+        if kind == "step":
+            self._stepped_epochs.add(epoch)
+        if kind == "step" or epoch not in self._stepped_epochs:
+            for student, parts in (event.get("losses") or {}).items():
+                total = parts.get("total") if isinstance(parts, dict) else parts
+                if total is not None:
+                    self.curves.add("loss", student, x, total)
+            for i, agreement in enumerate(event.get("teacher_agreement") or []):
+                if agreement is not None:
+                    self.curves.add("teacher agreement", f"student{i}", x, agreement)
         for name, value in (event.get("val") or {}).items():
             if value is not None:
                 self.curves.add("validation accuracy", name, x, value)

@@ -110,3 +110,28 @@ def test_distill_cancel_resume_and_export(qtbot, tmp_path, packed):
     tab.cancel_button.click()
     wait_until(qtbot, lambda: not tab.job.is_running(), 30, "export cancelled")
     assert "xmkd export: cancelled" in tab.error.text()
+
+
+def test_progress_events_drive_bar_eta_and_curves(qtbot):
+    # Events in the schema xmkd.train.progress documents (start, step, epoch, end).
+    tab = DistillTab()
+    qtbot.addWidget(tab)
+    tab.job_kind = "distill"
+    loss = {"student0": {"sup": 1.0, "mutual": 0.1, "total": 1.1}}
+    tab.on_event({"event": "start", "epochs": 4, "steps_per_epoch": 10, "start_epoch": 0})
+    assert tab.progress.value() == 0
+    tab.on_event({"event": "step", "epoch": 1, "step": 5, "losses": loss,
+                  "teacher_agreement": [0.5], "samples_per_s": 100.0, "eta_s": 90})  # fmt: skip
+    assert tab.progress.value() == 125 and tab.eta.text() == "ETA 1:30"
+    assert tab.rate.text() == "100 samples/s"
+    tab.on_event({"event": "epoch", "epoch": 1, "losses": loss, "teacher_agreement": [0.6],
+                  "val": {"ensemble_mean": 0.3}, "eta_s": 30})  # fmt: skip
+    tab.on_event({"event": "epoch", "epoch": 2, "losses": loss, "teacher_agreement": [0.7],
+                  "val": {"ensemble_mean": 0.4}, "eta_s": 20})  # fmt: skip
+    assert tab.progress.value() == 500 and "epoch 2/4" in tab.progress.format()
+    # epoch 1 had a step point: its mean is not interleaved; epoch 2 had none: its mean is shown
+    assert tab.curves.data[("loss", "student0")] == ([0.5, 2.0], [1.1, 1.1])
+    assert tab.curves.data[("teacher agreement", "student0")] == ([0.5, 2.0], [0.5, 0.7])
+    assert tab.curves.data[("validation accuracy", "ensemble_mean")] == ([1.0, 2.0], [0.3, 0.4])
+    tab.on_event({"event": "end", "best": 0.4, "best_epoch": 2, "checkpoint": "run/best.pt"})
+    assert tab.best_checkpoint == "run/best.pt" and "best 40.0% (epoch 2)" in tab.rate.text()
