@@ -453,9 +453,10 @@ class ReplayTab(QWidget):
             f"accuracy {100 * result['accuracy']:.1f}% ({correct}/{n})"
             + (f", {len(result['failed'])} unreadable" if result["failed"] else "")
         )
-        # Action codes on the axes (class names do not fit under a column); names in the tooltip.
+        # Action numbers on the axes (names and even A-codes do not fit under a column); the
+        # tooltip names them.
         codes = [f"A{c + 1:03d}" for c in result["classes"]]
-        self.confusion.set_matrix(result["confusion"], codes)
+        self.confusion.set_matrix(result["confusion"], [str(c + 1) for c in result["classes"]])
         self.confusion.setToolTip(
             "\n".join(f"{code}: {name}" for code, name in zip(codes, result["labels"]))
         )
