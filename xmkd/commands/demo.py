@@ -35,8 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="use these synthetic sessions instead of generating",
     )
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (preset: 12)")
-    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (16)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="student epochs (default: the synthetic preset's, 12)",
+    )
+    p.add_argument(
+        "--teacher-epochs",
+        type=int,
+        default=None,
+        help="teacher epochs (default: the synthetic preset's, 30)",
+    )
     p.add_argument("--arch", choices=("stgcn", "hcn"), default="stgcn")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
