@@ -341,7 +341,7 @@ def prepare_synthetic(
     if not done:
         say(f"training the teacher (TSN {cfg.modality}, {cfg.epochs} epochs) ...")
         model = build_teacher(cfg, len(class_names))
-        spec = model.input_spec(crop_size=cfg.crop_size, scale_size=cfg.scale_size)
+        spec = cfg.input_spec(model)
         raw_eval = video_source(sessions, cfg.modality, "student_train", labeled_only=True)
         resume = teacher_ckpt.is_file()
         train_teacher(

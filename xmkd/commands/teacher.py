@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     )
     class_names = class_names_of(raw_train)
     model = build_teacher(cfg, len(class_names))
-    spec = model.input_spec(crop_size=cfg.crop_size, scale_size=cfg.scale_size)
+    spec = cfg.input_spec(model)
     result = train_teacher(
         cfg,
         TeacherClips(raw_train, spec, train=True, seed=cfg.seed),
