@@ -305,7 +305,7 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> str:
 # ------------------------------------------------------------------------------------- presets
 #: Named presets of the commands: "paper" = the defaults above (the paper and the references, for
 #: NTU on GPUs); "synthetic" = CPU-sized models and schedules for the embedded synthetic data
-#: (64x64 video, 48-frame clips, 10 classes), used by `xmkd demo` and `xmkd reproduce`.
+#: (64x64 video, 24-frame clips at 10 fps, 10 classes), used by `xmkd demo` and `xmkd reproduce`.
 PRESETS = ("paper", "synthetic")
 
 #: Student widths of the synthetic preset. The references' dropout of 0.5 suits their widths
@@ -320,7 +320,7 @@ SYNTHETIC_STUDENT_EPOCHS = 12
 
 
 def synthetic_input_spec(arch: str) -> dict[str, Any]:
-    """Windows for the synthetic clips (48 frames): 32 frames for both students, ST-GCN's
+    """Windows for the synthetic clips (24 frames): 32 frames for both students, ST-GCN's
     resampled (its cost grows with the window) and centred on the first frame's mid spine
     (the subjects stand at different places in front of the camera; raw camera coordinates
     made the small ST-GCN learn several times slower), HCN's through its own crop/resize and

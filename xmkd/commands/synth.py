@@ -16,7 +16,7 @@ Student-Train split apply unchanged. The same seed gives identical files.
 presets:
   tiny     6 classes, 6 subjects (2 per split), 2 views, 1 repetition, 32 frames, 64x64, with
            optical flow: seconds, what the tests use
-  default  10 classes, 40 subjects, 3 views, 2 repetitions (2400 clips), 48 frames at 20 fps,
+  default  10 classes, 40 subjects, 3 views, 2 repetitions (2400 clips), 24 frames at 10 fps,
            64x64 RGB, no flow (add --flow)
 """
 
