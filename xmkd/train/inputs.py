@@ -27,8 +27,9 @@ from xmkd.errors import XmkdError
 from xmkd.ntu.splits import SPLIT_CHOICES
 
 
-class StudentWindows(Dataset):
-    """Items ``(window (3, T, 25, M), label, index)`` of a skeleton dataset, for the students."""
+class _EpochSeededItems(Dataset):
+    """A view of a dataset whose training-time randomness is seeded by (seed, epoch, index), so an
+    epoch draws the same augmentation whatever the worker count, and a resumed run repeats it."""
 
     def __init__(self, base: Any, spec: Any, train: bool, seed: int = 0):
         self.base = base
@@ -45,43 +46,32 @@ class StudentWindows(Dataset):
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def _rng(self, index: int) -> np.random.Generator | None:
+        return np.random.default_rng([self.seed, self.epoch, int(index)]) if self.train else None
+
+
+class StudentWindows(_EpochSeededItems):
+    """Items ``(window (3, T, 25, M), label, index)`` of a skeleton dataset, for the students."""
 
     def __getitem__(self, index: int):
         from xmkd.preprocess import prepare_window
 
         x, label, _ = self.base[index][:3]
         x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)]) if self.train else None
         valid = int(self.base.valid_frames[index])
-        window = prepare_window(x, valid, self.spec, train=self.train, rng=rng)
+        window = prepare_window(x, valid, self.spec, train=self.train, rng=self._rng(index))
         return torch.from_numpy(window), int(label), int(index)
 
 
-class TeacherClips(Dataset):
+class TeacherClips(_EpochSeededItems):
     """Items ``(teacher input (K, C, H, W), label, index)`` of a video dataset."""
-
-    def __init__(self, base: Any, spec: Any, train: bool, seed: int = 0):
-        self.base = base
-        self.spec = spec
-        self.train = train
-        self.seed = seed
-        self.epoch = 0
-        self.names: list[str] = list(base.names)
-        self.labels = np.asarray(base.labels, dtype=np.int64)
-        self.class_names = getattr(base, "class_names", None)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.base)
 
     def __getitem__(self, index: int):
         from xmkd.models.tsn import teacher_input
 
         frames = self.base.load(index)
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)]) if self.train else None
-        x = teacher_input(frames, self.spec, train=self.train, rng=rng)
+        x = teacher_input(frames, self.spec, train=self.train, rng=self._rng(index))
         return x, int(self.labels[index]), int(index)
 
 
