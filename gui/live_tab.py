@@ -62,12 +62,10 @@ class PredictionRelay(QObject):
 def load_classifier(model: str, engine: str, every: int, smoothing: str, on_prediction) -> Any:
     """Load the model into the chosen backend and wrap it in the engines' streaming classifier
     (started: its worker thread runs the model)."""
-    import torch
 
     from engines.backends import ModelSource, open_backend
     from engines.streaming import StreamingClassifier, StreamingConfig
 
-    torch.set_grad_enabled(False)
     leave_a_core_for_the_ui()
     path = Path(model)
     source = (

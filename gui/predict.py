@@ -18,13 +18,11 @@ class ClipPredictor:
     """Loads the model once (call it off the UI thread); ``predict(seq)`` -> probabilities."""
 
     def __init__(self, path: str | Path, backend: str = "auto"):
-        import torch
 
         from engines.backends import ModelSource, open_backend
         from gui.workers import leave_a_core_for_the_ui
         from xmkd.errors import XmkdError
 
-        torch.set_grad_enabled(False)
         leave_a_core_for_the_ui()
         path = Path(path)
         if not path.is_file():
