@@ -36,10 +36,11 @@ import torch
 from torch.utils.data import Dataset
 
 from xmkd.errors import XmkdError
+from xmkd.ntu.splits import PROTOCOL_PARTS
 from xmkd.recordings import Clip, Session
 
 SessionLike = str | Path | Session
-SPLITS = ("teacher_train", "student_train", "test")
+SPLITS = PROTOCOL_PARTS  # the paper's protocol parts, defined once in xmkd.ntu.splits
 
 
 def _as_sessions(sources: SessionLike | Iterable[SessionLike]) -> list[Session]:
