@@ -39,6 +39,7 @@ from gui.workers import (
     describe_error,
     leave_a_core_for_the_ui,
     start_in_thread,
+    wait_for_thread,
 )
 
 
@@ -110,12 +111,13 @@ class LiveWorker(SourceWorker):
             return
         self.consumers = [self.classifier.push]
         self.classifier_ready.emit(self.classifier.description)
-        try:
-            super().run()
-        finally:
-            self.classifier.stop()
-            for message in self.classifier.errors[:1]:
-                self.error.emit(f"classification failed: {message}")
+        super().run()
+
+    def wind_down(self) -> None:
+        # The classifier's own worker thread ends here, before ``finished`` is emitted.
+        self.classifier.stop()
+        for message in self.classifier.errors[:1]:
+            self.error.emit(f"classification failed: {message}")
 
 
 class LiveTab(QWidget):
@@ -268,13 +270,7 @@ class LiveTab(QWidget):
     def shutdown(self, timeout_ms: int = 3000) -> None:
         worker = self.worker
         self.stop()
-        if worker is not None:
-            thread = getattr(worker, "_thread", None)
-            try:
-                if thread is not None:
-                    thread.wait(timeout_ms)
-            except RuntimeError:
-                pass
+        wait_for_thread(worker, timeout_ms)
 
     @Slot()
     def _worker_finished(self) -> None:

@@ -50,6 +50,7 @@ from gui.workers import (
     run_task,
     source_note,
     start_in_thread,
+    wait_for_thread,
 )
 
 #: recording modes of capture.recorder.RecordConfig, as the picker shows them
@@ -518,13 +519,7 @@ class RecordTab(QWidget):
         """Stop and wait for the capture thread (window closing); a recording is finalized."""
         worker = self.worker
         self.stop()
-        if worker is not None:
-            thread = getattr(worker, "_thread", None)
-            try:
-                if thread is not None:
-                    thread.wait(timeout_ms)
-            except RuntimeError:  # already deleted: it has finished
-                pass
+        wait_for_thread(worker, timeout_ms)
 
     # ---- recording ---------------------------------------------------------------------------
     def _browse_session(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QProcess, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QProcess, QThread, QTimer, Signal, Slot
 
 from xmkd.errors import XmkdError
 
@@ -149,21 +149,36 @@ class _WorkerThread(QThread):
             target()
 
 
-def start_in_thread(worker: QObject, parent: QObject, entry: str = "run") -> QThread:
+def start_in_thread(worker: QObject, parent: QObject | None = None, entry: str = "run") -> QThread:
     """Run ``worker.<entry>()`` in a new QThread.
 
     The worker stays an object of the UI thread (the signals it emits from the thread are
-    queued to the UI thread's slots) and both it and the thread become children of ``parent``:
-    Qt, not Python's garbage collector, deletes them, and only after the thread has ended
-    (deleting a QObject that another thread is still emitting from crashes).
+    queued to the UI thread's slots). Worker and thread are owned by the application object,
+    not by the widget that started them, and Qt deletes both only after the thread has ended:
+    a tab deleted while its capture loop is still winding down (a model mid-forward, a clip
+    being finalized) must not destroy a running QThread, which aborts the whole process. The
+    ``parent`` is used only when no application object exists.
     """
-    worker.setParent(parent)
-    thread = _WorkerThread(getattr(worker, entry), parent)
+    owner = QCoreApplication.instance() or parent
+    worker.setParent(owner)
+    thread = _WorkerThread(getattr(worker, entry), owner)
     thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
     worker._thread = thread
     thread.start()
     return thread
+
+
+def wait_for_thread(worker: QObject | None, timeout_ms: int) -> bool:
+    """Wait up to ``timeout_ms`` for the thread started by :func:`start_in_thread` to end;
+    True when it has ended (or was already deleted)."""
+    thread = getattr(worker, "_thread", None) if worker is not None else None
+    if thread is None:
+        return True
+    try:
+        return bool(thread.wait(timeout_ms))
+    except RuntimeError:  # already deleted by Qt: it had finished
+        return True
 
 
 FrameConsumer = Callable[[Any], None]
@@ -247,7 +262,14 @@ class SourceWorker(QObject):
                 traceback.print_exc()
             self.error.emit(describe_error(exc))
         finally:
-            self.finished.emit()
+            try:
+                self.wind_down()
+            finally:
+                self.finished.emit()
+
+    def wind_down(self) -> None:
+        """Release what the loop fed (subclasses); runs in the thread before ``finished``, so
+        a receiver of ``finished`` knows that all of the worker's own threads have ended."""
 
     def _pump(self, source: Any) -> None:
         t0 = last = time.monotonic()

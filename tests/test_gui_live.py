@@ -95,6 +95,7 @@ def test_live_on_ntu_replay_while_replay_evaluates_a_folder(
     live.stop_button.click()
     wait_until(qtbot, lambda: not live.is_running(), 10, "stopped")
     assert live.start_button.isEnabled()
+    live.shutdown()
     replay.shutdown()
 
 

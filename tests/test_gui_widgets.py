@@ -4,6 +4,7 @@ protocol, settings persistence, the PySide6 refcount guard and the `xmkd gui` en
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 
@@ -269,3 +270,43 @@ def test_progress_events_are_json_objects():
         "step", epoch=1, step=3, losses={"student0": {"total": 1.0}}
     )
     assert json.loads(json.dumps(record))["event"] == "step"
+
+
+def test_deleting_a_tab_while_its_thread_winds_down_does_not_abort():
+    """A tab deleted while its worker thread still runs (a live model mid-forward, a clip being
+    finalized) must not destroy that QThread: Qt aborts the process when a running QThread is
+    destroyed. Run in a child process, so a regression fails this test instead of the suite."""
+    script = textwrap.dedent(
+        """
+        import os, sys, threading, time
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from PySide6.QtCore import QObject, Signal
+        from PySide6.QtWidgets import QApplication, QWidget
+        from gui.workers import start_in_thread, wait_for_thread
+
+        class Slow(QObject):
+            finished = Signal()
+            def __init__(self):
+                super().__init__()
+                self.started = threading.Event()
+            def run(self):
+                self.started.set()
+                time.sleep(0.5)
+                self.finished.emit()
+
+        app = QApplication([])
+        tab = QWidget()
+        worker = Slow()
+        worker.finished.connect(tab.close)
+        start_in_thread(worker, tab)
+        worker.started.wait(5)
+        del tab  # the last reference: the C++ widget is deleted now, its thread still running
+        app.processEvents()
+        assert wait_for_thread(worker, 5000), "thread did not end"
+        print("survived")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "survived" in done.stdout, done.stderr[-2000:]
