@@ -40,3 +40,10 @@ def test_reproduce_quick_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["reproduce", "--quick", "--out", str(out), "--quiet"]) == 0
     assert "[1/" not in capsys.readouterr().out
+    # other settings for a run train it again instead of reusing a result they did not make
+    assert main(["reproduce", "--quick", "--out", str(out), "--quiet", "--epochs", "2",
+                 "--only", "stgcn_ce"]) == 0  # fmt: skip
+    shown = capsys.readouterr().out
+    assert "settings changed" in shown and "[1/1] stgcn_ce" in shown
+    again = json.loads((out / "runs" / "stgcn_ce_seed0" / "result.json").read_text())
+    assert again["distill_config"]["epochs"] == 2

@@ -447,7 +447,25 @@ def run_students(
         "seconds": round(seconds, 1),
         "run_dir": str(run_dir),
         "config": dataclasses.asdict(run),
+        "distill_config": _as_json(dataclasses.asdict(cfg)),
     }
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))
+
+
+def _cached_result(path: Path, cfg: DistillConfig) -> dict[str, Any] | None:
+    """The finished run's result if ``path`` holds one trained with exactly ``cfg``; a result
+    of other settings (another --epochs or --student-width) or an unreadable one is None."""
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if cached.get("distill_config") != _as_json(dataclasses.asdict(cfg)):
+        return None
+    return cached
 
 
 def reproduce(
@@ -491,11 +509,14 @@ def reproduce(
     for n, run in enumerate(runs, start=1):
         for seed in range(options.seeds):
             path = out / "runs" / f"{run.key}_seed{seed}" / "result.json"
-            if path.is_file():
-                results.setdefault(run.key, []).append(json.loads(path.read_text()))
-                continue
-            say(f"[{n}/{len(runs)}] {run.key} (seed {seed}) ...")
             cfg = run_config(run, options, seed)
+            cached = _cached_result(path, cfg)
+            if cached is not None:
+                results.setdefault(run.key, []).append(cached)
+                continue
+            if path.is_file():
+                say(f"{run.key} (seed {seed}): settings changed since its cached result")
+            say(f"[{n}/{len(runs)}] {run.key} (seed {seed}) ...")
             res = run_students(pipeline, run, cfg, options.packed, console, cache)
             path.write_text(json.dumps(res, indent=1))
             results.setdefault(run.key, []).append(res)
