@@ -157,3 +157,24 @@ def test_recording_folder_is_left_alone_when_the_source_fails(qtbot, tab, tmp_pa
     wait_until(qtbot, lambda: not tab.is_running() and tab.message.text(), 10, "record failed")
     assert not tab.record_button.isChecked()
     shutil.rmtree(tab.session_dir.text(), ignore_errors=True)
+
+
+def test_record_a_take_of_a_skeleton_only_source(qtbot, tab, ntu_samples, tmp_path):
+    """NTU replay without a paired video: the take is a skeleton-only clip, finalized."""
+    from xmkd.ntu import read_skeleton
+    from xmkd.recordings import Session
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(ntu_samples[1], alone / ntu_samples[1].name)
+    use_ntu(tab, alone / ntu_samples[1].name)
+    tab.record_button.click()
+    wait_until(qtbot, lambda: tab.recorder is not None, 10, "recorder started")
+    qtbot.wait(700)
+    tab.record_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 20, "recording finished")
+    assert tab.clips.count() == 1, tab.message.text()
+    session = Session.open(tab.session_dir.text())
+    assert len(session.clips) == 1 and not session.clips[0].has_video
+    seq = read_skeleton(session.clips[0].skeleton)
+    assert seq.num_frames >= 10 and int(seq.body_counts.max()) == 2

@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--val-split",
         default="test",
         choices=("test", "none"),
-        help="validation split (default test; none: no validation, best = last)",
+        help="validation split (default test, as the references do: best.pt is then picked "
+        "on Test, so quote last.pt's accuracy as the unbiased number; none: no validation, "
+        "best = last)",
     )
     s = p.add_argument_group("students")
     s.add_argument(
