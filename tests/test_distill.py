@@ -264,7 +264,7 @@ def test_cli_teacher_label_distill_eval_end_to_end(tmp_path, tiny_session, capsy
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "end"
     models, meta = load_students(run / "best.pt")
     assert meta.archs == ["stgcn", "hcn"] and meta.class_names == cache.class_names
-    assert meta.spec().window == 32 and meta.kwargs[1]["window_size"] == 32
+    assert meta.spec().window == 16 and meta.kwargs[1]["window_size"] == 16  # one shared window
 
     assert (
         main(
