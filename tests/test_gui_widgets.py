@@ -310,3 +310,52 @@ def test_deleting_a_tab_while_its_thread_winds_down_does_not_abort():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "survived" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
+def test_job_threads_run_below_the_ui_thread(qtbot):
+    """Both ways the GUI runs work off the UI thread (a QThread worker, a task thread) and the
+    threads those start are scheduled below the UI thread, which keeps its own priority."""
+    import os
+    import threading
+
+    from PySide6.QtCore import QObject
+
+    from gui.workers import BACKGROUND_NICENESS, run_task, start_in_thread
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def niceness_of_a_child_thread() -> int:
+        seen = []
+        child = threading.Thread(target=lambda: seen.append(niceness()))
+        child.start()
+        child.join()
+        return seen[0]
+
+    ui = niceness()
+    seen: dict[str, int] = {}
+
+    class Worker(QObject):
+        def __init__(self, name: str):
+            super().__init__()
+            self.name = name
+
+        def run(self) -> None:
+            seen[self.name] = niceness()
+            seen[self.name + " child"] = niceness_of_a_child_thread()
+
+    start_in_thread(Worker("qthread"))
+    start_in_thread(Worker("recorder"), below_the_ui=False)  # as the Record tab records
+    holder = QObject()
+    run_task(lambda report, cancelled: niceness(), holder, result=lambda n: seen.update(task=n))
+    qtbot.waitUntil(lambda: len(seen) == 5, timeout=5000)
+    low = min(19, ui + BACKGROUND_NICENESS)
+    assert seen == {
+        "qthread": low,
+        "qthread child": low,
+        "task": low,
+        "recorder": ui,
+        "recorder child": ui,
+    }
+    assert niceness() == ui
