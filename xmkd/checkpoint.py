@@ -51,13 +51,16 @@ ENSEMBLE_RULES = ("mean", "max")
 def to_plain(obj: Any, where: str = "checkpoint") -> Any:
     """Convert ``obj`` to the types ``torch.load(weights_only=True)`` accepts, or raise TypeError.
 
-    numpy arrays become tensors, numpy scalars Python numbers, paths strings, dataclasses dicts.
+    Tensors are moved to the CPU, numpy arrays become tensors, numpy scalars Python numbers,
+    paths strings, dataclasses dicts.
     ``where`` names the key path in the error so a bad entry is found quickly.
     """
     if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
         return obj
     if isinstance(obj, torch.Tensor):
-        return obj.detach()
+        # CPU tensors only: a checkpoint written on a GPU opens on a machine without one, also
+        # with a plain torch.load that names no map_location
+        return obj.detach().cpu()
     if isinstance(obj, (torch.dtype, torch.Size)):
         return obj
     if isinstance(obj, np.ndarray):
