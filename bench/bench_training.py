@@ -18,6 +18,7 @@ All numbers come from one run on one machine, side by side:
 CPU-sized widths by default; pass ``--width 1 --frames 300`` on a GPU for reference sizes.
 
     python bench/bench_training.py [--steps 12] [--repeat 3] [--threads 1] [--device cpu]
+        [--deterministic-cost]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from xmkd.config import arch_defaults
 from xmkd.losses import StudentLoss
 from xmkd.models import build_student
 from xmkd.preprocess import default_input_spec, prepare_window, student_kwargs
-from xmkd.train.distill import build_optimizer, train_step
+from xmkd.train.distill import build_optimizer, train_step, use_deterministic_kernels
 
 NUM_CLASSES = 10
 
@@ -135,6 +136,20 @@ def bench_arch(
     return best, data
 
 
+def bench_determinism(arch: str, args: argparse.Namespace) -> dict[bool, float]:
+    """Best epoch of K = 2 students with torch's default kernels (False) and with the
+    deterministic ones that ``--deterministic`` training uses (True), interleaved."""
+    setting = Setting(arch, 2, args)
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(args.repeat):
+        for on in (False, True):
+            use_deterministic_kernels(on)
+            setting.epoch(limit=1)  # warm-up: the other mode's kernels are chosen anew
+            best[on] = min(best[on], setting.epoch())
+    use_deterministic_kernels(False)
+    return best
+
+
 def bench_labeling(args: argparse.Namespace) -> dict[str, float]:
     from xmkd.models import TSN
     from xmkd.train.label import label_dataset
@@ -174,6 +189,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--deterministic-cost",
+        action="store_true",
+        help="also time K=2 epochs with the deterministic kernels of `--deterministic` training",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -203,6 +223,13 @@ def main() -> int:
             f"the shared data pass is {100 * share:.1f}% of a K=1 epoch, so sharing it alone "
             f"gives {bound:.2f}"
         )
+    if args.deterministic_cost:
+        for arch in args.archs.split(","):
+            t = bench_determinism(arch, args)
+            print(
+                f"{arch}: K=2 epoch {t[False]:.3f} s with the default kernels, {t[True]:.3f} s "
+                f"with the deterministic ones = {t[True] / t[False]:.2f}x"
+            )
     lab = bench_labeling(args)
     print(
         f"teacher labeling (TSN rgbdiff, width {args.width}, {args.crop}px, 3 segments): "

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -53,8 +54,9 @@ SCRIPT = textwrap.dedent(
         torch.set_num_threads(1)
         data = Data()
         teacher = torch.nn.functional.one_hot(data.y, 3).float() * 3
+        # gloo on the CPUs: what this test checks, on any machine (a GPU box included)
         cfg = DistillConfig(students=["mlp", "mlp"], epochs=3, batch_size=8, seed=5,
-                            optim=[{"lr": 0.05, "milestones": [2]}])
+                            optim=[{"lr": 0.05, "milestones": [2]}], device="cpu")
         return train_students(cfg, data, ["a", "b", "c"], {}, run_dir, teacher_logits=teacher,
                               val_set=data, models=models(), console=False)
 
@@ -137,3 +139,18 @@ def test_single_process_context_without_torchrun(monkeypatch):
     r1 = list(ddp.make_sampler(Ten(), ddp.DistContext(1, 1, 2), shuffle=True, seed=3))
     assert sorted(r0[:2] + r1[:2]) == sorted(one[:4])
     assert DistillConfig  # the config used by the torchrun job imports cleanly
+
+
+def test_more_processes_than_gpus_is_one_clear_error(monkeypatch):
+    """torchrun --nproc-per-node 2 on a one-GPU machine: a sentence saying what to change, not
+    CUDA's 'invalid device ordinal' from every process."""
+    from xmkd.errors import XmkdError
+    from xmkd.train import ddp
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(XmkdError, match=r"sees 1 GPU: start at most 1 per machine"):
+        ddp.init_distributed("auto")

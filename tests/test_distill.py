@@ -53,14 +53,32 @@ def data():
     return train, Blobs(24, seed=1), teacher
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, data):
+@pytest.fixture
+def restores_determinism():
+    """Put torch's global determinism settings back after a test that changes them."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, data, restores_determinism):
     train, val, teacher = data
     common = dict(class_names=CLASSES, input_spec={"window": 16}, teacher_logits=teacher)
-    full = train_students(tiny_config(), train, run_dir=tmp_path / "full", val_set=val, **common)
-    train_students(tiny_config(epochs=1), train, run_dir=tmp_path / "cut", val_set=val, **common)
+    # deterministic: bit-identical on a GPU too (device "auto" trains there when there is one)
+    config = tiny_config(deterministic=True)
+    full = train_students(config, train, run_dir=tmp_path / "full", val_set=val, **common)
+    cut = tiny_config(epochs=1, deterministic=True)
+    train_students(cut, train, run_dir=tmp_path / "cut", val_set=val, **common)
     resumed = train_students(
-        tiny_config(), train, run_dir=tmp_path / "cut", val_set=val, resume=True, **common
+        config, train, run_dir=tmp_path / "cut", val_set=val, resume=True, **common
     )
+    assert torch.are_deterministic_algorithms_enabled()
     a = load_checkpoint(full.last)
     b = load_checkpoint(resumed.last)
     assert a["train"]["epoch"] == b["train"]["epoch"] == 2

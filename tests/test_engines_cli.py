@@ -92,7 +92,9 @@ def test_live_on_a_real_ntu_sample_prints_predictions(checkpoint, ntu_samples, c
     )
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "engine torch-cpu; 60 classes" in text
+    # "--engine torch" runs on the GPU where torch sees one
+    engine = "torch-cuda" if torch.cuda.is_available() else "torch-cpu"
+    assert f"engine {engine}; 60 classes" in text
     lines = [line for line in text.splitlines() if line.startswith("t=")]
     assert lines, text
     # "t=   2.633s frame    79  A004 0.02, A011 0.02, A021 0.02  [27 ms]"

@@ -123,6 +123,9 @@ class DistillConfig:
     #: how the students' probabilities are combined at inference (Table 3)
     ensemble: str = "mean"
     seed: int = 0
+    #: bit-identical repeats and resumes on a GPU (deterministic cuDNN/cuBLAS kernels; slower).
+    #: CPU runs are reproducible either way.
+    deterministic: bool = False
     #: "auto": CUDA when available (the local rank's GPU under torchrun), else CPU
     device: str = "auto"
     #: validate every this many epochs (0: never)
@@ -226,6 +229,8 @@ class TeacherConfig:
         )
     )  # fmt: skip
     seed: int = 0
+    #: bit-identical repeats and resumes on a GPU (see DistillConfig.deterministic)
+    deterministic: bool = False
     device: str = "auto"
     #: the teacher's input: crop side, and the test-time resize of the shorter side (None: none)
     crop_size: int = 224

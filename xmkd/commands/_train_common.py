@@ -39,8 +39,8 @@ def add_data_args(p: argparse.ArgumentParser, split: str, video: bool = False) -
     )
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    """--device / --workers / --progress-json / --quiet."""
+def add_run_args(p: argparse.ArgumentParser, training: bool = False) -> None:
+    """--device / --workers / --progress-json / --quiet (and --deterministic for training)."""
     g = p.add_argument_group("running")
     g.add_argument(
         "--device",
@@ -48,6 +48,14 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="cpu, cuda, cuda:N (default: auto, the GPU when there is one)",
     )
     g.add_argument("--workers", type=int, default=None, help="data loader worker processes")
+    if training:
+        g.add_argument(
+            "--deterministic",
+            action="store_true",
+            default=None,
+            help="bit-identical repeats and resumes on a GPU (deterministic cuDNN and cuBLAS "
+            "kernels; slower). CPU runs are reproducible without it",
+        )
     g.add_argument(
         "--progress-json",
         default=None,

@@ -169,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--seed", type=int, default=None)
     o.add_argument("--eval-every", type=int, default=None, help="validate every N epochs")
-    add_run_args(p)
+    add_run_args(p, training=True)
     p.set_defaults(func=run)
 
 
@@ -212,6 +212,7 @@ def build_config(args: argparse.Namespace, base=None):
         "ensemble": args.ensemble,
         "seed": args.seed,
         "device": args.device,
+        "deterministic": args.deterministic,
         "eval_every": args.eval_every,
     }
     changes.update({k: v for k, v in simple.items() if v is not None})

@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="lr schedule (TSN: step at the milestones)",
     )
     m.add_argument("--seed", type=int, default=None)
-    add_run_args(t)
+    add_run_args(t, training=True)
     t.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
@@ -95,6 +95,7 @@ def build_config(args: argparse.Namespace):
             "batch_size": args.batch_size,
             "seed": args.seed,
             "device": args.device,
+            "deterministic": args.deterministic,
         }.items()
         if v is not None
     }

@@ -64,6 +64,13 @@ def init_distributed(device: str = "auto") -> DistContext:
         return DistContext(device=device)
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise XmkdError(
+                f"torchrun started process {local_rank + 1} on this machine, but torch sees "
+                f"{gpus} GPU{'s' if gpus != 1 else ''}: start at most {gpus} per machine "
+                f"(torchrun --nproc-per-node {gpus}), or add --device cpu to train on the CPUs"
+            )
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     else:

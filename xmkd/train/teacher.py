@@ -84,7 +84,7 @@ def train_teacher(
     ctx = ctx or ddp.init_distributed(config.device)
     num_classes = len(class_names)
     batch = ddp.local_batch_size(config.batch_size, ctx)
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
     if model is None:
         model = build_teacher(config, num_classes)
     model = model.to(ctx.device)
