@@ -18,7 +18,7 @@ All numbers come from one run on one machine, side by side:
 CPU-sized widths by default; pass ``--width 1 --frames 300`` on a GPU for reference sizes.
 
     python bench/bench_training.py [--steps 12] [--repeat 3] [--threads 1] [--device cpu]
-        [--deterministic-cost]
+        [--variants]
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ from xmkd.config import arch_defaults
 from xmkd.losses import StudentLoss
 from xmkd.models import build_student
 from xmkd.preprocess import default_input_spec, prepare_window, student_kwargs
-from xmkd.train.distill import build_optimizer, train_step, use_deterministic_kernels
+from xmkd.train.distill import (
+    autocast_dtype,
+    build_optimizer,
+    train_step,
+    use_deterministic_kernels,
+)
 
 NUM_CLASSES = 10
 
@@ -93,6 +98,7 @@ class Setting:
             self.data, batch_size=args.batch, shuffle=True, num_workers=args.workers
         )
         self.device = args.device
+        self.autocast: torch.dtype | None = None  # set by bench_variants
 
     def epoch(self, limit: int | None = None) -> float:
         """Seconds for one pass over the loader (loading, preprocessing, K student steps)."""
@@ -102,7 +108,9 @@ class Setting:
             if limit is not None and step >= limit:
                 break
             target = self.teacher[index].to(self.device)
-            train_step(self.models, self.optimizers, self.loss_fn, x.to(self.device), target)
+            x = x.to(self.device)
+            models, optimizers = self.models, self.optimizers
+            train_step(models, optimizers, self.loss_fn, x, target, autocast=self.autocast)
         self._sync()
         return time.perf_counter() - t0
 
@@ -136,16 +144,19 @@ def bench_arch(
     return best, data
 
 
-def bench_determinism(arch: str, args: argparse.Namespace) -> dict[bool, float]:
-    """Best epoch of K = 2 students with torch's default kernels (False) and with the
-    deterministic ones that ``--deterministic`` training uses (True), interleaved."""
+def bench_variants(arch: str, args: argparse.Namespace) -> dict[str, float]:
+    """Best epoch of K = 2 students trained as by default ("fp32"), with the deterministic
+    kernels of ``--deterministic`` and, on a GPU, with ``--precision bf16``; interleaved round
+    after round."""
     setting = Setting(arch, 2, args)
-    best = {False: float("inf"), True: float("inf")}
+    variants = ["fp32", "deterministic"] + (["bf16"] if args.device.startswith("cuda") else [])
+    best = dict.fromkeys(variants, float("inf"))
     for _ in range(args.repeat):
-        for on in (False, True):
-            use_deterministic_kernels(on)
-            setting.epoch(limit=1)  # warm-up: the other mode's kernels are chosen anew
-            best[on] = min(best[on], setting.epoch())
+        for variant in variants:
+            use_deterministic_kernels(variant == "deterministic")
+            setting.autocast = autocast_dtype(variant, args.device) if variant == "bf16" else None
+            setting.epoch(limit=1)  # warm-up: kernels are chosen anew
+            best[variant] = min(best[variant], setting.epoch())
     use_deterministic_kernels(False)
     return best
 
@@ -190,9 +201,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
-        "--deterministic-cost",
+        "--variants",
         action="store_true",
-        help="also time K=2 epochs with the deterministic kernels of `--deterministic` training",
+        help="also time K=2 epochs with the deterministic kernels of `--deterministic` training "
+        "and, on a GPU, with `--precision bf16`, against the default",
     )
     args = parser.parse_args()
     if args.threads:
@@ -223,13 +235,13 @@ def main() -> int:
             f"the shared data pass is {100 * share:.1f}% of a K=1 epoch, so sharing it alone "
             f"gives {bound:.2f}"
         )
-    if args.deterministic_cost:
+    if args.variants:
         for arch in args.archs.split(","):
-            t = bench_determinism(arch, args)
-            print(
-                f"{arch}: K=2 epoch {t[False]:.3f} s with the default kernels, {t[True]:.3f} s "
-                f"with the deterministic ones = {t[True] / t[False]:.2f}x"
+            t = bench_variants(arch, args)
+            others = ", ".join(
+                f"{name} {t[name]:.3f} s = {t[name] / t['fp32']:.2f}x" for name in list(t)[1:]
             )
+            print(f"{arch}: K=2 epoch time, default (fp32) {t['fp32']:.3f} s; {others}")
     lab = bench_labeling(args)
     print(
         f"teacher labeling (TSN rgbdiff, width {args.width}, {args.crop}px, 3 segments): "

@@ -41,4 +41,4 @@ TAIL=40 step tests 200 $PY -m pytest -q -p no:cacheprovider $PARALLEL --duration
 TAIL=12 step gpu-tests 90 $PY -m pytest -q -p no:cacheprovider -m "gpu or trt" -rA tests
 step bench-engines 90 $PY bench/bench_engines.py --reference --iters 30 --stream-seconds 3
 step bench-training 110 $PY bench/bench_training.py --device cuda --width 1 --frames 300 \
-    --batch 32 --steps 8 --repeat 2 --workers 6 --crop 224 --deterministic-cost
+    --batch 32 --steps 8 --repeat 2 --workers 6 --crop 224 --variants

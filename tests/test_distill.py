@@ -147,6 +147,24 @@ def test_full_supervision_with_noise_and_missing_inputs(tmp_path, data):
         )
 
 
+def test_bf16_is_refused_where_it_cannot_run(tmp_path, data, monkeypatch):
+    """--precision bf16 on the CPU, or on a GPU without bfloat16, is one sentence before any
+    work starts, not a slow or failing run."""
+    from xmkd.train.distill import autocast_dtype
+
+    train, val, teacher = data
+    config = tiny_config(precision="bf16", device="cpu")
+    with pytest.raises(XmkdError, match="bf16 is for CUDA GPUs, and this run trains on cpu"):
+        train_students(config, train, CLASSES, {"window": 16}, tmp_path, teacher_logits=teacher)
+    assert not (tmp_path / "last.pt").exists()
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    with pytest.raises(XmkdError, match="no bfloat16"):
+        autocast_dtype("bf16", "cuda:0")
+    assert autocast_dtype("fp32", "cpu") is None
+    with pytest.raises(ValueError, match="precision must be one of"):
+        tiny_config(precision="fp16")
+
+
 def test_evaluation_outputs(tmp_path):
     import numpy as np
 

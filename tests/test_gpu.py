@@ -92,6 +92,19 @@ def test_a_run_resumes_on_the_other_device(tmp_path, data, first, then):
             assert all(v.device.type == "cpu" for v in moments.values() if torch.is_tensor(v))
 
 
+def test_students_train_in_bf16_and_keep_float32_weights(tmp_path, data):
+    train, val, teacher = data
+    config = tiny_config(epochs=3, device="cuda", precision="bf16")
+    result = train_students(config, train, run_dir=tmp_path, val_set=val, **common(teacher))
+    first, last = result.history[0], result.history[-1]
+    assert last["losses"]["student0"]["sup"] < first["losses"]["student0"]["sup"]
+    assert last["losses"]["student0"]["mutual"] > 0
+    payload = load_checkpoint(result.best)
+    for model in payload["models"]:
+        floats = [t for t in model["state_dict"].values() if t.is_floating_point()]
+        assert floats and all(t.dtype == torch.float32 for t in floats)
+
+
 class Frames(Dataset):
     """Tiny RGB clips whose class sets the brightness of one colour channel."""
 
@@ -109,8 +122,10 @@ class Frames(Dataset):
         return self.x[i], int(self.y[i]), i
 
 
-def test_teacher_trains_on_cuda_and_loads_on_cpu(tmp_path):
-    config = TeacherConfig(modality="rgb", epochs=2, batch_size=8, crop_size=32, device="cuda")
+def test_teacher_trains_on_cuda_in_bf16_and_loads_on_cpu(tmp_path):
+    config = TeacherConfig(
+        modality="rgb", epochs=2, batch_size=8, crop_size=32, device="cuda", precision="bf16"
+    )
     model = build_teacher(config, len(CLASSES))
     spec = config.input_spec(model)
     result = train_teacher(

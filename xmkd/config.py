@@ -26,6 +26,8 @@ SCHEDULES = ("step", "exponential", "cosine", "none")
 SUPERVISIONS = ("ce", "kl", "full")
 ENSEMBLES = ("mean", "max")
 MODALITIES = ("rgb", "rgbdiff", "flow")
+#: training precisions: float32 throughout, or the forward pass autocast to bfloat16 (CUDA)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -126,6 +128,9 @@ class DistillConfig:
     #: bit-identical repeats and resumes on a GPU (deterministic cuDNN/cuBLAS kernels; slower).
     #: CPU runs are reproducible either way.
     deterministic: bool = False
+    #: "fp32", or "bf16": the students' forward pass autocast to bfloat16 on a CUDA GPU (the
+    #: losses, weights and optimizer stay float32)
+    precision: str = "fp32"
     #: "auto": CUDA when available (the local rank's GPU under torchrun), else CPU
     device: str = "auto"
     #: validate every this many epochs (0: never)
@@ -144,6 +149,8 @@ class DistillConfig:
             raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {self.supervision!r}")
         if self.ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.noise and self.supervision != "full":
             raise ValueError("label noise (Table 1) applies to full supervision only")
         if len(self.student_kwargs) not in (1, len(self.students)):
@@ -231,6 +238,8 @@ class TeacherConfig:
     seed: int = 0
     #: bit-identical repeats and resumes on a GPU (see DistillConfig.deterministic)
     deterministic: bool = False
+    #: "fp32" or "bf16" (see DistillConfig.precision)
+    precision: str = "fp32"
     device: str = "auto"
     #: the teacher's input: crop side, and the test-time resize of the shorter side (None: none)
     crop_size: int = 224
@@ -244,6 +253,8 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
         if isinstance(self.data, dict):

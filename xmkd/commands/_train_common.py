@@ -56,6 +56,13 @@ def add_run_args(p: argparse.ArgumentParser, training: bool = False) -> None:
             help="bit-identical repeats and resumes on a GPU (deterministic cuDNN and cuBLAS "
             "kernels; slower). CPU runs are reproducible without it",
         )
+        g.add_argument(
+            "--precision",
+            choices=("fp32", "bf16"),
+            default=None,
+            help="fp32 (default), or bf16: the forward pass in bfloat16 on a CUDA GPU (Ampere or "
+            "newer; losses, weights and optimizer stay float32)",
+        )
     g.add_argument(
         "--progress-json",
         default=None,

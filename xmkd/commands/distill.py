@@ -213,6 +213,7 @@ def build_config(args: argparse.Namespace, base=None):
         "seed": args.seed,
         "device": args.device,
         "deterministic": args.deterministic,
+        "precision": args.precision,
         "eval_every": args.eval_every,
     }
     changes.update({k: v for k, v in simple.items() if v is not None})

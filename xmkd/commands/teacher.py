@@ -96,6 +96,7 @@ def build_config(args: argparse.Namespace):
             "seed": args.seed,
             "device": args.device,
             "deterministic": args.deterministic,
+            "precision": args.precision,
         }.items()
         if v is not None
     }

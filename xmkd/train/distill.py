@@ -96,6 +96,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         use_deterministic_kernels(True)
 
 
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """The dtype a run's forward passes are autocast to (None: float32 throughout), after
+    checking that the device can do it."""
+    if precision == "fp32":
+        return None
+    if precision != "bf16":
+        raise XmkdError(f"precision {precision!r} is not one of fp32, bf16")
+    if not device.startswith("cuda"):
+        raise XmkdError(
+            f"--precision bf16 is for CUDA GPUs, and this run trains on {device}: leave it at fp32"
+        )
+    if not torch.cuda.is_bf16_supported():
+        raise XmkdError(
+            "this GPU has no bfloat16 arithmetic (an NVIDIA Ampere or newer GPU has): leave "
+            "--precision at fp32"
+        )
+    return torch.bfloat16
+
+
 def use_deterministic_kernels(on: bool) -> None:
     """Switch torch to (``on``) or back from its deterministic GPU kernels."""
     import os
@@ -159,12 +178,19 @@ def train_step(
     x: torch.Tensor,
     target: torch.Tensor,
     clip_grad_norm: Sequence[float] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """One optimisation step of K students on one batch: each student runs once on ``x``.
+    """One optimisation step of K students on one batch: each student runs once on ``x``
+    (autocast to ``autocast`` when given, see :func:`autocast_dtype`).
 
     Returns the students' logits, the summed loss and the per-student parts.
     """
-    logits = [m(x) for m in models]
+    with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+        logits = [m(x) for m in models]
+    if autocast is not None:
+        # the losses in float32: the mutual term divides the logits by tau = 10 before its
+        # softmax, and bfloat16's 8 bits of mantissa would flatten the peers' distributions
+        logits = [z.float() for z in logits]
     total, parts = loss_fn(logits, target)
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
@@ -229,6 +255,7 @@ def train_students(
     table, table_info = target_table(config, len(train_set), num_classes, teacher_logits, labels)
 
     seed_everything(config.seed, config.deterministic)
+    autocast = autocast_dtype(config.precision, ctx.device)
     if models is None:
         from xmkd.models import build_student
 
@@ -314,7 +341,9 @@ def train_students(
                 x = x.to(ctx.device, non_blocking=True)
                 target = table[index].to(ctx.device, non_blocking=True)
                 clips = [config.optim_for(i).clip_grad_norm for i in range(config.k)]
-                logits, total, parts = train_step(wrapped, optimizers, loss_fn, x, target, clips)
+                logits, total, parts = train_step(
+                    wrapped, optimizers, loss_fn, x, target, clips, autocast
+                )
                 step += 1
                 n = x.shape[0]
                 hard = target.argmax(dim=1) if target.dim() == 2 else target

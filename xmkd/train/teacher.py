@@ -30,7 +30,13 @@ from xmkd.config import TeacherConfig
 from xmkd.errors import XmkdError
 from xmkd.evaluate import predict, score_students
 from xmkd.train import ddp
-from xmkd.train.distill import _gather_rng, build_optimizer, build_scheduler, seed_everything
+from xmkd.train.distill import (
+    _gather_rng,
+    autocast_dtype,
+    build_optimizer,
+    build_scheduler,
+    seed_everything,
+)
 from xmkd.train.progress import Progress
 
 TEACHER_FILE = "teacher.pt"
@@ -85,6 +91,7 @@ def train_teacher(
     num_classes = len(class_names)
     batch = ddp.local_batch_size(config.batch_size, ctx)
     seed_everything(config.seed, config.deterministic)
+    autocast = autocast_dtype(config.precision, ctx.device)
     if model is None:
         model = build_teacher(config, num_classes)
     model = model.to(ctx.device)
@@ -134,8 +141,9 @@ def train_teacher(
             for x, target, _index in loader:
                 x = x.to(ctx.device, non_blocking=True)
                 target = torch.as_tensor(target, dtype=torch.long).to(ctx.device)
-                logits = wrapped(x)
-                loss = F.cross_entropy(logits, target)
+                with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+                    logits = wrapped(x)
+                loss = F.cross_entropy(logits.float(), target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.optim.clip_grad_norm > 0:
