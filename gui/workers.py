@@ -66,12 +66,14 @@ BACKGROUND_NICENESS = 10
 def yield_cpu_to_the_ui(increment: int = BACKGROUND_NICENESS) -> None:
     """Lower the calling thread's scheduling priority below the UI thread's.
 
-    Capture, inference and evaluation threads compute for long stretches; on a two-core lab
-    PC with a classifier and an evaluation running, the UI thread otherwise queues behind them
-    for the CPU and the live view stutters. On Linux the niceness is per thread and the
-    threads this thread starts inherit it (the streaming classifier's thread, a recorder's
-    writers). Elsewhere :func:`start_in_thread` asks Qt for a low thread priority instead.
-    Raising one's own niceness needs no privilege; failure to do so changes nothing else.
+    For batch work (a folder evaluation, loading a recording or a model, an export): it computes
+    for long stretches, and on a two-core lab PC the UI thread and the live stream would
+    otherwise queue behind it for the CPU. Streams (capture, live inference, recording) keep
+    normal priority: they are real-time, and at nice +10 any other busy process (a distillation
+    run using every core, say) would starve them. On Linux the niceness is per thread and the
+    threads this thread starts inherit it. Elsewhere :func:`start_in_thread` asks Qt for a low
+    thread priority instead. Raising one's own niceness needs no privilege; failure to do so
+    changes nothing else.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -165,7 +167,7 @@ class _WorkerThread(QThread):
     the method from ``run`` always runs it in the new thread.)
     """
 
-    def __init__(self, target: Callable[[], Any], parent: QObject, below_the_ui: bool = True):
+    def __init__(self, target: Callable[[], Any], parent: QObject, below_the_ui: bool = False):
         super().__init__(parent)
         self._target: Callable[[], Any] | None = target
         self._below_the_ui = below_the_ui
@@ -179,10 +181,10 @@ class _WorkerThread(QThread):
 
 
 def start_in_thread(
-    worker: QObject, parent: QObject | None = None, entry: str = "run", below_the_ui: bool = True
+    worker: QObject, parent: QObject | None = None, entry: str = "run", below_the_ui: bool = False
 ) -> QThread:
-    """Run ``worker.<entry>()`` in a new QThread, scheduled below the UI thread
-    (:func:`yield_cpu_to_the_ui`) unless ``below_the_ui`` is False.
+    """Run ``worker.<entry>()`` in a new QThread; with ``below_the_ui``, scheduled below the
+    UI thread (:func:`yield_cpu_to_the_ui`: batch work, not a stream).
 
     The worker stays an object of the UI thread (the signals it emits from the thread are
     queued to the UI thread's slots). Worker and thread are owned by the application object,

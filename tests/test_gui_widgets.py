@@ -313,9 +313,10 @@ def test_deleting_a_tab_while_its_thread_winds_down_does_not_abort():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
-def test_job_threads_run_below_the_ui_thread(qtbot):
-    """Both ways the GUI runs work off the UI thread (a QThread worker, a task thread) and the
-    threads those start are scheduled below the UI thread, which keeps its own priority."""
+def test_batch_jobs_run_below_the_ui_thread_and_streams_do_not(qtbot):
+    """Batch work (task threads, QThread workers started below the UI) and the threads it
+    starts are scheduled below the UI thread; streams (capture, live inference, recording)
+    keep normal priority, as does the UI thread."""
     import os
     import threading
 
@@ -345,17 +346,17 @@ def test_job_threads_run_below_the_ui_thread(qtbot):
             seen[self.name] = niceness()
             seen[self.name + " child"] = niceness_of_a_child_thread()
 
-    start_in_thread(Worker("qthread"))
-    start_in_thread(Worker("recorder"), below_the_ui=False)  # as the Record tab records
+    start_in_thread(Worker("batch"), below_the_ui=True)
+    start_in_thread(Worker("stream"))  # as the Live and Record tabs run their sources
     holder = QObject()
     run_task(lambda report, cancelled: niceness(), holder, result=lambda n: seen.update(task=n))
     qtbot.waitUntil(lambda: len(seen) == 5, timeout=5000)
     low = min(19, ui + BACKGROUND_NICENESS)
     assert seen == {
-        "qthread": low,
-        "qthread child": low,
+        "batch": low,
+        "batch child": low,
         "task": low,
-        "recorder": ui,
-        "recorder child": ui,
+        "stream": ui,
+        "stream child": ui,
     }
     assert niceness() == ui
