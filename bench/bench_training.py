@@ -149,15 +149,19 @@ def bench_variants(arch: str, args: argparse.Namespace) -> dict[str, float]:
     kernels of ``--deterministic`` and, on a GPU, with ``--precision bf16``; interleaved round
     after round."""
     setting = Setting(arch, 2, args)
-    variants = ["fp32", "deterministic"] + (["bf16"] if args.device.startswith("cuda") else [])
+    gpu = ["bf16", "cudnn-benchmark", "bf16+cudnn-benchmark"]
+    variants = ["fp32", "deterministic"] + (gpu if args.device.startswith("cuda") else [])
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(args.repeat):
         for variant in variants:
             use_deterministic_kernels(variant == "deterministic")
-            setting.autocast = autocast_dtype(variant, args.device) if variant == "bf16" else None
+            torch.backends.cudnn.benchmark = "cudnn-benchmark" in variant
+            bf16 = variant.startswith("bf16")
+            setting.autocast = autocast_dtype("bf16", args.device) if bf16 else None
             setting.epoch(limit=1)  # warm-up: kernels are chosen anew
             best[variant] = min(best[variant], setting.epoch())
     use_deterministic_kernels(False)
+    torch.backends.cudnn.benchmark = False
     return best
 
 
