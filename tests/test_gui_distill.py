@@ -47,6 +47,16 @@ def test_command_line_follows_the_form(qtbot, tmp_path):
     assert args[args.index("--tau") + 1] == "4" and args[args.index("--epochs") + 1] == "5"
     assert args[-4:] == ["--lr", "0.05", "--progress-json", "-"]
     assert "--resume" in tab.distill_args(resume=True)
+    assert "--precision" not in args and "--deterministic" not in args
+    tab.precision.setCurrentText("bf16")
+    tab.deterministic.setChecked(True)
+    args = tab.distill_args()
+    assert args[args.index("--precision") + 1] == "bf16" and "--deterministic" in args
+    from xmkd.cli import build_parser
+    from xmkd.commands.distill import build_config  # the CLI accepts what the form writes
+
+    config = build_config(build_parser().parse_args(args))
+    assert config.precision == "bf16" and config.deterministic
     tab.loss.setCurrentIndex(0)  # the paper's CE + mutual
     args = tab.distill_args()
     assert args[args.index("--supervision") + 1] == "ce" and "--no-mutual" not in args
