@@ -7,12 +7,16 @@ ONNX Runtime (CPU or CUDA execution provider) or PyTorch (CPU or CUDA).
     probs = backend.classify(windows)            # (N, 3, T, 25, M) -> (N, classes) numpy
     print(backend.latency())                     # p50/p99 of classify calls
 
-``auto`` takes the first available backend in a fixed, documented order (no start-up
-measurement, so it is deterministic and costs nothing):
-``tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu > torch-cpu``. On a GPU TensorRT
-fuses and tunes kernels for the card; ONNX Runtime's CUDA EP comes next. On CPU ONNX Runtime
-goes before PyTorch eager because it has less per-call overhead at batch 1 (``bench/
-bench_engines.py`` prints both side by side; on 2 cores they are within a few percent).
+``auto`` picks the fastest available backend. TensorRT, when installed with a GPU, is taken
+without a race (it fuses and tunes kernels for the card; building an engine takes minutes, so
+racing it would cost more than it could tell). Otherwise the best device's ONNX Runtime and
+PyTorch backends are both loaded and timed on the model's own window shape, interleaved, and
+the faster one is kept (``Backend.selection`` says what was measured). Which one wins depends on
+the model and the machine: on 16 CPU cores PyTorch ran the reference ST-GCN at 300 frames in
+0.6-0.8x ONNX Runtime's time, while ONNX Runtime ran HCN in 0.7-0.9x PyTorch's, and at width
+0.25 on one thread ONNX Runtime was 1.6-3.9x faster (``bench/bench_engines.py``). Without the
+race, the fixed order is ``tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu >
+torch-cpu`` (:func:`resolve_backend`).
 
 A named backend that cannot run here raises :class:`XmkdError` with the reason; nothing falls back
 silently. Windows come from :func:`xmkd.preprocess.prepare_batch` (the shared preprocessing);
@@ -227,6 +231,8 @@ class Backend(abc.ABC):
     def __init__(self, history: int = 1000):
         self.source: ModelSource | None = None
         self._times: deque[float] = deque(maxlen=history)
+        #: how ``auto`` chose this backend, when it raced two ("" otherwise)
+        self.selection = ""
 
     @abc.abstractmethod
     def load(self, source: ModelSource) -> Backend:
@@ -455,5 +461,47 @@ def create_backend(name: str, precision: str = "fp32") -> Backend:
 
 
 def open_backend(name: str, source: ModelSource, precision: str = "fp32") -> Backend:
-    """Resolve ``name`` (``auto`` etc.), create the backend and load ``source`` into it."""
-    return create_backend(resolve_backend(name, source), precision).load(source)
+    """Resolve ``name`` (``auto`` etc.), create the backend and load ``source`` into it; for
+    ``auto``, race ONNX Runtime against PyTorch on the same device (see the module's notes)."""
+    target = resolve_backend(name, source)
+    backend = create_backend(target, precision).load(source)
+    rival = _rival(name, target, source)
+    if rival is None:
+        return backend
+    return faster_backend(backend, create_backend(rival).load(source))
+
+
+def _rival(name: str, target: str, source: ModelSource) -> str | None:
+    """The backend ``auto`` races against ``target``: the other family on the same device."""
+    if name != "auto" or target == "tensorrt":
+        return None
+    family, device = target.split("-", 1)
+    rival = f"{'torch' if family == 'onnxruntime' else 'onnxruntime'}-{device}"
+    if rival == "torch-" + device and not source.students:
+        return None
+    return rival if availability().get(rival) is None else None
+
+
+def faster_backend(a: Backend, b: Backend, rounds: int = 7) -> Backend:
+    """Of two loaded backends of the same model, the one with the lower median batch-1
+    latency on the model's window, timed interleaved after a warm-up of each; the winner's
+    ``selection`` says what was measured and its latency history starts empty."""
+    for backend in (a, b):
+        backend.warm_up()
+    spec = a.source.spec
+    x = np.zeros((1, 3, spec.window, 25, spec.num_persons), dtype=np.float32)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(rounds):
+        for i, backend in enumerate((a, b)):
+            start = time.perf_counter()
+            backend.classify(x)
+            times[i].append(time.perf_counter() - start)
+    median = [float(np.median(times[i])) * 1000 for i in (0, 1)]
+    winner, loser = (a, b) if median[0] <= median[1] else (b, a)
+    ms = dict(zip((a.name, b.name), median))
+    winner.selection = (
+        f"auto: {winner.name} {ms[winner.name]:.2f} ms vs {loser.name} {ms[loser.name]:.2f} ms "
+        f"per window (median of {rounds})"
+    )
+    winner.reset_latency()
+    return winner

@@ -80,6 +80,8 @@ def load_classifier(model: str, engine: str, every: int, smoothing: str, on_pred
         f"{backend.name}: {len(source.class_names)} classes, window {source.window} "
         f"({source.spec.fit}), every {every} frames"
     )
+    if backend.selection:
+        classifier.description += f"\n{backend.selection}"
     return classifier.start()
 
 

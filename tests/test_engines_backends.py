@@ -107,6 +107,32 @@ def test_onnx_source_carries_names_and_refuses_torch(checkpoint, cache):
         open_backend("torch", from_file)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="races the CPU backends")
+def test_auto_keeps_the_faster_of_onnxruntime_and_torch(checkpoint, cache, monkeypatch):
+    """``auto`` times ONNX Runtime and PyTorch on the model's window and keeps the faster; a
+    named family is taken as asked, without a race."""
+    import time
+
+    source = ModelSource.from_checkpoint(checkpoint)
+    source.exporter = "torchscript"
+
+    def slowed(patch: pytest.MonkeyPatch, cls) -> None:
+        run = cls._run
+        patch.setattr(cls, "_run", lambda self, w: (time.sleep(0.03), run(self, w))[1])
+
+    with monkeypatch.context() as patch:
+        slowed(patch, TorchBackend)
+        chosen = open_backend("auto", source)
+        assert chosen.name == "onnxruntime-cpu"
+        assert "vs torch-cpu" in chosen.selection and chosen.latency().count == 0
+        assert open_backend("torch", source).selection == ""
+    with monkeypatch.context() as patch:
+        slowed(patch, OnnxRuntimeBackend)
+        chosen = open_backend("auto", source)
+        assert chosen.name == "torch-cpu" and "vs onnxruntime-cpu" in chosen.selection
+        assert np.abs(chosen.classify(windows(1))).sum() > 0
+
+
 def test_classify_checks_its_input(checkpoint):
     backend = open_backend("torch", ModelSource.from_checkpoint(checkpoint))
     with pytest.raises(XmkdError, match=r"\(N, 3, T, 25, M\)"):

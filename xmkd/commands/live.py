@@ -32,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source", default="synthetic", help="capture source spec (default synthetic)")
     p.add_argument(
-        "--engine", choices=BACKEND_CHOICES, default="auto", help="inference engine (default auto)"
+        "--engine",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="inference engine (default auto: TensorRT where installed with a GPU, else the "
+        "faster of ONNX Runtime and PyTorch, timed on this model at start)",
     )
     p.add_argument("--every", type=int, default=5, help="classify every k-th frame (default 5)")
     p.add_argument("--top", type=int, default=5, help="classes printed per prediction (default 5)")
@@ -80,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         f"frames ({source.spec.fit}); classifying every {args.every} frames",
         flush=True,
     )
+    if backend.selection:
+        print(backend.selection, flush=True)
 
     def drain(predictions: queue.Queue) -> int:
         count = 0
