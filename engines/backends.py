@@ -482,20 +482,28 @@ def _rival(name: str, target: str, source: ModelSource) -> str | None:
     return rival if availability().get(rival) is None else None
 
 
-def faster_backend(a: Backend, b: Backend, rounds: int = 7) -> Backend:
+def faster_backend(a: Backend, b: Backend, rounds: int = 7, budget_s: float = 2.0) -> Backend:
     """Of two loaded backends of the same model, the one with the lower median batch-1
     latency on the model's window, timed interleaved after a warm-up of each; the winner's
-    ``selection`` says what was measured and its latency history starts empty."""
+    ``selection`` says what was measured and its latency history starts empty.
+
+    At most ``rounds`` rounds, and no more once ``budget_s`` has passed after the second (a
+    reference-size model on a small CPU takes a second or two per window: the start of a live
+    session should not wait for a long race)."""
     for backend in (a, b):
-        backend.warm_up()
+        backend.warm_up(iterations=2)
     spec = a.source.spec
     x = np.zeros((1, 3, spec.window, 25, spec.num_persons), dtype=np.float32)
     times: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(rounds):
+    race_start = time.perf_counter()
+    for done in range(rounds):
+        if done >= 2 and time.perf_counter() - race_start > budget_s:
+            break
         for i, backend in enumerate((a, b)):
             start = time.perf_counter()
             backend.classify(x)
             times[i].append(time.perf_counter() - start)
+    rounds = len(times[0])
     median = [float(np.median(times[i])) * 1000 for i in (0, 1)]
     winner, loser = (a, b) if median[0] <= median[1] else (b, a)
     ms = dict(zip((a.name, b.name), median))

@@ -17,6 +17,7 @@ from engines.backends import (
     OnnxRuntimeBackend,
     TorchBackend,
     availability,
+    faster_backend,
     open_backend,
     resolve_backend,
 )
@@ -130,6 +131,9 @@ def test_auto_keeps_the_faster_of_onnxruntime_and_torch(checkpoint, cache, monke
         slowed(patch, OnnxRuntimeBackend)
         chosen = open_backend("auto", source)
         assert chosen.name == "torch-cpu" and "vs onnxruntime-cpu" in chosen.selection
+        # a slow model ends the race after two rounds once its time budget is spent
+        slow_race = faster_backend(OnnxRuntimeBackend().load(source), chosen, budget_s=0.01)
+        assert slow_race.name == "torch-cpu" and "(median of 2)" in slow_race.selection
         assert np.abs(chosen.classify(windows(1))).sum() > 0
 
 
