@@ -188,8 +188,8 @@ def train_step(
     with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
         logits = [m(x) for m in models]
     if autocast is not None:
-        # the losses in float32: the mutual term divides the logits by tau = 10 before its
-        # softmax, and bfloat16's 8 bits of mantissa would flatten the peers' distributions
+        # the losses in float32 (outside autocast they would run in the logits' bfloat16): the
+        # log-softmaxes at tau = 10 and the KL sums over classes need more than 8 mantissa bits
         logits = [z.float() for z in logits]
     total, parts = loss_fn(logits, target)
     for opt in optimizers:
