@@ -567,3 +567,22 @@ def test_small_stem_for_low_resolution_frames(tmp_path):
         TSN(4, modality="rgb", stem="small").load_backbone_weights(path)
     with pytest.raises(ValueError, match="unknown ResNet stem"):
         resnet("resnet18", stem="tiny")
+
+
+def test_a_teacher_config_builds_the_same_initial_model_every_time():
+    """The CLI builds the teacher before training seeds the run (to learn its input pipeline):
+    its initial weights must come from the config's seed, or two runs of one config differ
+    (they did, measured: different teacher.pt from identical commands)."""
+    from xmkd.config import TeacherConfig
+    from xmkd.train.teacher import build_teacher
+
+    config = TeacherConfig(model_kwargs={"width": 0.125})
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = build_teacher(config, 5).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched
+    torch.manual_seed(456)
+    b = build_teacher(config, 5).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = build_teacher(TeacherConfig(model_kwargs={"width": 0.125}, seed=1), 5).state_dict()
+    assert not all(torch.equal(a[k], other[k]) for k in a)

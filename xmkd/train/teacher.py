@@ -51,7 +51,12 @@ class TeacherResult:
 
 
 def build_teacher(config: TeacherConfig, num_classes: int) -> nn.Module:
-    """The TSN of a config; loads ``config.pretrained`` (torchvision ResNet keys) when given."""
+    """The TSN of a config; loads ``config.pretrained`` (torchvision ResNet keys) when given.
+
+    The initial weights are drawn from ``config.seed`` (in a forked generator: the caller's
+    random state is left as it was), so two runs of one config start from the same model
+    wherever it is built; the CLI builds it before training to learn its input pipeline.
+    """
     from xmkd.models import TSN
 
     partial_bn = config.partial_bn if config.partial_bn is not None else bool(config.pretrained)
@@ -59,13 +64,15 @@ def build_teacher(config: TeacherConfig, num_classes: int) -> nn.Module:
     kwargs.setdefault("partial_bn", partial_bn)
     if config.dropout is not None:
         kwargs.setdefault("dropout", config.dropout)
-    model = TSN(
-        num_classes,
-        modality=config.modality,
-        num_segments=config.num_segments,
-        backbone=config.backbone,
-        **kwargs,
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = TSN(
+            num_classes,
+            modality=config.modality,
+            num_segments=config.num_segments,
+            backbone=config.backbone,
+            **kwargs,
+        )
     if config.pretrained:
         model.load_backbone_weights(config.pretrained)
     return model
