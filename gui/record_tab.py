@@ -443,8 +443,6 @@ class RecordTab(QWidget):
         worker.done.connect(self._record_done)
         self.recorder = worker
         self.worker = worker
-        # The recorder's capture and writer threads keep normal priority (start_in_thread's
-        # default): a frame the sensor drops because its reader waited for the CPU is lost.
         start_in_thread(worker, self)
         self.status.setText(f"recording {worker.spec} into {worker.session_dir} …")
         self.recording_changed.emit(True)

@@ -57,34 +57,6 @@ def leave_a_core_for_the_ui() -> int:
     return torch.get_num_threads()
 
 
-#: How much lower than the UI thread the GUI's job threads are scheduled (Linux nice steps).
-#: At nice 10 a thread gets about a tenth of the CPU time of a nice-0 thread on a shared core,
-#: so the event loop wins a busy core within a scheduler tick instead of waiting its turn.
-BACKGROUND_NICENESS = 10
-
-
-def yield_cpu_to_the_ui(increment: int = BACKGROUND_NICENESS) -> None:
-    """Lower the calling thread's scheduling priority below the UI thread's.
-
-    For batch work (a folder evaluation, loading a recording or a model, an export): it computes
-    for long stretches, and on a two-core lab PC the UI thread and the live stream would
-    otherwise queue behind it for the CPU. Streams (capture, live inference, recording) keep
-    normal priority: they are real-time, and at nice +10 any other busy process (a distillation
-    run using every core, say) would starve them. On Linux the niceness is per thread and the
-    threads this thread starts inherit it. Elsewhere :func:`start_in_thread` asks Qt for a low
-    thread priority instead. Raising one's own niceness needs no privilege; failure to do so
-    changes nothing else.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
-    except OSError:
-        pass
-
-
 def preview_image(bgr: np.ndarray | None, max_width: int = PREVIEW_MAX_WIDTH):
     """BGR frame -> (RGB preview no wider than ``max_width``, scale factor); (None, 1) if none."""
     if bgr is None:
@@ -167,24 +139,18 @@ class _WorkerThread(QThread):
     the method from ``run`` always runs it in the new thread.)
     """
 
-    def __init__(self, target: Callable[[], Any], parent: QObject, below_the_ui: bool = False):
+    def __init__(self, target: Callable[[], Any], parent: QObject):
         super().__init__(parent)
         self._target: Callable[[], Any] | None = target
-        self._below_the_ui = below_the_ui
 
     def run(self) -> None:
         target, self._target = self._target, None  # no reference cycle once it has run
-        if self._below_the_ui:
-            yield_cpu_to_the_ui()
         if target is not None:
             target()
 
 
-def start_in_thread(
-    worker: QObject, parent: QObject | None = None, entry: str = "run", below_the_ui: bool = False
-) -> QThread:
-    """Run ``worker.<entry>()`` in a new QThread; with ``below_the_ui``, scheduled below the
-    UI thread (:func:`yield_cpu_to_the_ui`: batch work, not a stream).
+def start_in_thread(worker: QObject, parent: QObject | None = None, entry: str = "run") -> QThread:
+    """Run ``worker.<entry>()`` in a new QThread.
 
     The worker stays an object of the UI thread (the signals it emits from the thread are
     queued to the UI thread's slots). Worker and thread are owned by the application object,
@@ -195,12 +161,11 @@ def start_in_thread(
     """
     owner = QCoreApplication.instance() or parent
     worker.setParent(owner)
-    thread = _WorkerThread(getattr(worker, entry), owner, below_the_ui)
+    thread = _WorkerThread(getattr(worker, entry), owner)
     thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
     worker._thread = thread
-    low = QThread.Priority.LowPriority
-    thread.start(low if below_the_ui else QThread.Priority.InheritPriority)
+    thread.start()
     return thread
 
 
@@ -389,12 +354,7 @@ def run_task(fn: Callable[..., Any], owner: QObject, **slots: Callable) -> TaskW
         getattr(signals, name).connect(slot)
     signals.finished.connect(lambda: QTimer.singleShot(2000, signals.deleteLater))
     worker = TaskWorker(fn, signals)
-
-    def run_below_the_ui() -> None:
-        yield_cpu_to_the_ui()
-        worker.run()
-
-    threading.Thread(target=run_below_the_ui, name="xmkd-gui-task", daemon=True).start()
+    threading.Thread(target=worker.run, name="xmkd-gui-task", daemon=True).start()
     return worker
 
 

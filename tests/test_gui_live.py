@@ -71,13 +71,15 @@ def test_live_on_ntu_replay_while_replay_evaluates_a_folder(
     assert live.is_running() and not live.start_button.isEnabled()
     wait_until(qtbot, lambda: live.predictions >= 1, 30, "live running")
     meter = StallMeter().start()
-    replay.speed.setCurrentText("1x")
-    replay.play_button.setChecked(True)
-    replay.evaluate_folder()
-    wait_until(qtbot, lambda: replay.eval_result is not None, 60, "evaluation")
-    assert replay.eval_result["count"] == 40
-    wait_until(qtbot, lambda: live.predictions >= 10, 30, "live predictions")
-    meter.stop()
+    try:
+        replay.speed.setCurrentText("1x")
+        replay.play_button.setChecked(True)
+        replay.evaluate_folder()
+        wait_until(qtbot, lambda: replay.eval_result is not None, 60, "evaluation")
+        assert replay.eval_result["count"] == 40
+        wait_until(qtbot, lambda: live.predictions >= 10, 30, "live predictions")
+    finally:
+        meter.stop()
     assert_responsive(meter, STALL_LIMIT_MS)
 
     assert "torch-cpu" in live.engine_status.text()
