@@ -13,6 +13,7 @@ recorder's capture thread never waits on it.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -161,6 +162,10 @@ def session_flow(
 
 # ------------------------------------------------------------------------------------------
 # Live flow in a worker process
+#: How often an idle flow worker checks that the recorder that started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
 def _worker_main(config: dict[str, Any], jobs: Any, results: Any) -> None:
     """Worker loop: jobs are ("frame", clip_dir, index, bgr) / ("end", clip_dir) / None."""
     import cv2
@@ -171,8 +176,17 @@ def _worker_main(config: dict[str, Any], jobs: Any, results: Any) -> None:
     cfg = FlowConfig(**config)
     computers: dict[str, FlowComputer] = {}
     params = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
+    recorder = os.getppid()
     while True:
-        job = jobs.get()
+        try:
+            job = jobs.get(timeout=PARENT_CHECK_SECONDS)
+        except queue.Empty:
+            # A recorder killed outright (kill -9, a crash) never sends the final None: once
+            # it is gone this process is re-parented, and it leaves instead of waiting forever.
+            # The clips' flow is then completed by `xmkd recover`.
+            if os.getppid() != recorder:
+                break
+            continue
         if job is None:
             break
         if job[0] == "end":

@@ -173,6 +173,29 @@ def test_disk_guard_stops_cleanly_and_keeps_earlier_clips(tmp_path):
     assert free_bytes(tmp_path / "s") > 10**6 - 2 * chunk  # the margin held
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields after the command name in /proc/PID/stat (state, ppid, ...); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def child_processes(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux; [] where there is no /proc)."""
+    children = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _proc_stat(int(entry.name))
+        if fields and int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def process_running(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
 def test_kill_9_loses_at_most_the_last_second(tmp_path):
     out = tmp_path / "rec"
     cmd = [sys.executable, "-m", "xmkd", "record", "--source",
@@ -186,10 +209,16 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
     while not list(partial.glob("*/chunk_*.npz")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(2.6)
+    helpers = child_processes(proc.pid)  # the live-flow worker
     killed_at = time.perf_counter_ns()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    # the recorder's helper processes do not outlive it (they used to wait forever)
+    deadline = time.monotonic() + 15
+    while [p for p in helpers if process_running(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in helpers if process_running(p)], "a helper outlived the recorder"
     assert [p for p in partial.iterdir() if p.is_dir()], "nothing was left to recover"
 
     entries = recover_session(out / "s", log=lambda m: None)
