@@ -57,6 +57,24 @@ def leave_a_core_for_the_ui() -> int:
     return torch.get_num_threads()
 
 
+def let_children_be_interrupted() -> None:
+    """Make the child processes this process starts begin with SIGINT's default action.
+
+    A process started with SIGINT ignored (under nohup, as a background job of a script) passes
+    the ignore on to every program it runs, and a job would never see the Cancel button's
+    SIGINT: it would be killed after the grace period instead of saving its progress. A handled
+    signal, unlike an ignored one, is reset to the default across exec, so installing Python's
+    own handler here (as an interactive start would have) is enough. Main thread only, where
+    Python allows it; elsewhere nothing changes.
+    """
+    if (
+        os.name == "posix"
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def preview_image(bgr: np.ndarray | None, max_width: int = PREVIEW_MAX_WIDTH):
     """BGR frame -> (RGB preview no wider than ``max_width``, scale factor); (None, 1) if none."""
     if bgr is None:
@@ -390,6 +408,7 @@ class JsonLinesProcess(QObject):
     def start(self, program: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         if self.is_running():
             raise XmkdError("a job is already running; cancel it first")
+        let_children_be_interrupted()
         process = QProcess(self)
         if env:
             from PySide6.QtCore import QProcessEnvironment

@@ -162,7 +162,22 @@ def test_json_lines_process_parses_events_and_reports_errors(qtbot, tmp_path):
     assert code == 2 and message == "xmkd distill: error: the label cache is missing"
 
 
-def test_json_lines_process_cancel_interrupts_the_child(qtbot, tmp_path):
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_json_lines_process_cancel_interrupts_the_child(qtbot, tmp_path, inherited):
+    """Cancel reaches the child as SIGINT, also when the GUI itself was started with SIGINT
+    ignored (nohup, a background job of a script), which children would otherwise inherit."""
+    import signal
+
+    saved = signal.getsignal(signal.SIGINT)
+    if inherited == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run_cancelled_child(qtbot, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+def run_cancelled_child(qtbot, tmp_path) -> None:
     script = _script(
         tmp_path,
         """
