@@ -92,7 +92,9 @@ def test_live_on_ntu_replay_while_replay_evaluates_a_folder(
     readout = live.readout.text()
     latency = float(readout.split("latency ")[1].split(" ms")[0])
     fps = float(readout.split("capture ")[1].split(" fps")[0])
-    assert 0 < latency < 5000 and 10 < fps < 45
+    # NTU replay runs at 30 fps; after a stall on a busy machine the source catches up on at
+    # most 1 s of frames at once (capture.source.Pacer), so a 0.5 s window can read up to 90
+    assert 0 < latency < 5000 and 10 < fps < 100
     assert live.skeleton.body_count == 2
     live.stop_button.click()
     wait_until(qtbot, lambda: not live.is_running(), 10, "stopped")

@@ -16,6 +16,7 @@ and writes checkpoints.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -85,11 +86,20 @@ def init_distributed(device: str = "auto") -> DistContext:
                 f"could not join the torchrun process group (rank {rank} of {world}, backend "
                 f"{backend}): {exc}"
             ) from exc
+        # Leave the group before the interpreter tears down: a process group still alive
+        # when its C++ object is destroyed at exit can abort the process ("terminate called
+        # without an active exception", seen from a gloo rank on a loaded machine).
+        atexit.register(_destroy_process_group)
     return DistContext(rank, local_rank, world, backend, device)
 
 
 def shutdown(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
+    if ctx.distributed:
+        _destroy_process_group()
+
+
+def _destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -185,9 +185,11 @@ def train_step(
 
     Returns the students' logits, the summed loss and the per-student parts.
     """
-    with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+    if autocast is None:
         logits = [m(x) for m in models]
-    if autocast is not None:
+    else:
+        with torch.autocast(x.device.type, dtype=autocast):
+            logits = [m(x) for m in models]
         # the losses in float32 (outside autocast they would run in the logits' bfloat16): the
         # log-softmaxes at tau = 10 and the KL sums over classes need more than 8 mantissa bits
         logits = [z.float() for z in logits]
