@@ -476,9 +476,9 @@ def _rival(name: str, target: str, source: ModelSource) -> str | None:
     if name != "auto" or target == "tensorrt":
         return None
     family, device = target.split("-", 1)
+    if family == "onnxruntime" and not source.students:
+        return None  # an ONNX file alone: PyTorch has nothing to run
     rival = f"{'torch' if family == 'onnxruntime' else 'onnxruntime'}-{device}"
-    if rival == "torch-" + device and not source.students:
-        return None
     return rival if availability().get(rival) is None else None
 
 
@@ -503,13 +503,12 @@ def faster_backend(a: Backend, b: Backend, rounds: int = 7, budget_s: float = 2.
             start = time.perf_counter()
             backend.classify(x)
             times[i].append(time.perf_counter() - start)
-    rounds = len(times[0])
     median = [float(np.median(times[i])) * 1000 for i in (0, 1)]
     winner, loser = (a, b) if median[0] <= median[1] else (b, a)
     ms = dict(zip((a.name, b.name), median))
     winner.selection = (
         f"auto: {winner.name} {ms[winner.name]:.2f} ms vs {loser.name} {ms[loser.name]:.2f} ms "
-        f"per window (median of {rounds})"
+        f"per window (median of {len(times[0])})"
     )
     winner.reset_latency()
     return winner

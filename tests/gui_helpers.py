@@ -71,7 +71,7 @@ class StallMeter:
         self.clock.start()
         self._last = None
         self.longest_ms = 0.0
-        self.cpu_times_at_start = _machine_cpu_times() if os.path.exists("/proc/stat") else None
+        self.cpu_times_at_start = _machine_cpu_times()
         self.timer.start()
         return self
 
@@ -86,8 +86,10 @@ class StallMeter:
 FREEZE_MS = 150.0
 
 
-def _machine_cpu_times() -> tuple[float, float]:
-    """(idle, total) clock ticks of all cores since boot, from /proc/stat (Linux)."""
+def _machine_cpu_times() -> tuple[float, float] | None:
+    """(idle, total) clock ticks of all cores since boot, from /proc/stat (None off Linux)."""
+    if not os.path.exists("/proc/stat"):
+        return None
     with open("/proc/stat") as f:
         fields = [float(v) for v in f.readline().split()[1:]]
     return fields[3] + fields[4], sum(fields)  # idle + iowait
@@ -98,10 +100,11 @@ def machine_had_spare_cpu(meter: StallMeter) -> bool:
     a short wall-clock gap of the heartbeat measure this process rather than the scheduler
     sharing too few cores (read from /proc/stat over the meter's own window, not the load
     average, which lags by a minute)."""
-    if meter.cpu_times_at_start is None or not os.path.exists("/proc/stat"):
+    now = _machine_cpu_times()
+    if meter.cpu_times_at_start is None or now is None:
         return False
     idle0, total0 = meter.cpu_times_at_start
-    idle1, total1 = _machine_cpu_times()
+    idle1, total1 = now
     cores = os.cpu_count() or 1
     return total1 > total0 and (idle1 - idle0) / (total1 - total0) * cores >= 0.5
 

@@ -50,6 +50,16 @@ def use_ntu(tab: RecordTab, path) -> None:
     tab.picker.path.setText(str(path))
 
 
+def record_a_take(qtbot, tab, ms: int, stop) -> None:
+    """Press Record, record ``ms`` milliseconds, stop with ``stop``, and see one clip listed."""
+    tab.record_button.click()
+    wait_until(qtbot, lambda: tab.recorder is not None, 10, "recorder started")
+    qtbot.wait(ms)
+    stop.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 20, "recording finished")
+    assert tab.clips.count() == 1, tab.message.text()
+
+
 def test_status_line_text():
     text = status_text({"fps": 29.96, "dropped": 2, "disk_free": 5 * 1024**3}, 3, 12.34)
     assert text.split("   ·   ") == [
@@ -141,12 +151,7 @@ def test_synthetic_source_preview_and_recording(qtbot, tab):
     tab.preview_button.click()
     wait_until(qtbot, lambda: tab.video.frames_shown > 3, 20, "synthetic colour frames")
     assert tab.skeleton.body_count >= 1
-    tab.record_button.click()
-    wait_until(qtbot, lambda: tab.recorder is not None, 10, "recorder started")
-    qtbot.wait(800)
-    tab.stop_button.click()
-    wait_until(qtbot, lambda: not tab.is_running(), 20, "recording finished")
-    assert tab.clips.count() == 1, tab.message.text()
+    record_a_take(qtbot, tab, 800, stop=tab.stop_button)
     clip = Session.open(tab.session_dir.text()).clips[0]
     assert clip.has_video
 
@@ -168,12 +173,7 @@ def test_record_a_take_of_a_skeleton_only_source(qtbot, tab, ntu_samples, tmp_pa
     alone.mkdir()
     shutil.copy(ntu_samples[1], alone / ntu_samples[1].name)
     use_ntu(tab, alone / ntu_samples[1].name)
-    tab.record_button.click()
-    wait_until(qtbot, lambda: tab.recorder is not None, 10, "recorder started")
-    qtbot.wait(700)
-    tab.record_button.click()
-    wait_until(qtbot, lambda: not tab.is_running(), 20, "recording finished")
-    assert tab.clips.count() == 1, tab.message.text()
+    record_a_take(qtbot, tab, 700, stop=tab.record_button)
     session = Session.open(tab.session_dir.text())
     assert len(session.clips) == 1 and not session.clips[0].has_video
     seq = read_skeleton(session.clips[0].skeleton)

@@ -93,11 +93,6 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, local_rank, world, backend, device)
 
 
-def shutdown(ctx: DistContext) -> None:
-    if ctx.distributed:
-        _destroy_process_group()
-
-
 def _destroy_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

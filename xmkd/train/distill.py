@@ -19,6 +19,7 @@ process (same batches, same dropout masks, same weights).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from xmkd.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from xmkd.config import DistillConfig, OptimConfig
+from xmkd.config import PRECISIONS, DistillConfig, OptimConfig
 from xmkd.errors import XmkdError
 from xmkd.evaluate import predict, score_students
 from xmkd.losses import StudentLoss, inject_label_noise
@@ -99,10 +100,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
     """The dtype a run's forward passes are autocast to (None: float32 throughout), after
     checking that the device can do it."""
+    if precision not in PRECISIONS:
+        raise XmkdError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return None
-    if precision != "bf16":
-        raise XmkdError(f"precision {precision!r} is not one of fp32, bf16")
     if not device.startswith("cuda"):
         raise XmkdError(
             f"--precision bf16 is for CUDA GPUs, and this run trains on {device}: leave it at fp32"
@@ -113,6 +114,14 @@ def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
             "--precision at fp32"
         )
     return torch.bfloat16
+
+
+def in_precision(autocast: torch.dtype | None, device_type: str) -> Any:
+    """The context a training forward pass runs in: autocast to ``autocast`` (see
+    :func:`autocast_dtype`), or none at all for float32."""
+    if autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=autocast)
 
 
 def use_deterministic_kernels(on: bool) -> None:
@@ -185,11 +194,9 @@ def train_step(
 
     Returns the students' logits, the summed loss and the per-student parts.
     """
-    if autocast is None:
+    with in_precision(autocast, x.device.type):
         logits = [m(x) for m in models]
-    else:
-        with torch.autocast(x.device.type, dtype=autocast):
-            logits = [m(x) for m in models]
+    if autocast is not None:
         # the losses in float32 (outside autocast they would run in the logits' bfloat16): the
         # log-softmaxes at tau = 10 and the KL sums over classes need more than 8 mantissa bits
         logits = [z.float() for z in logits]

@@ -35,6 +35,7 @@ from xmkd.train.distill import (
     autocast_dtype,
     build_optimizer,
     build_scheduler,
+    in_precision,
     seed_everything,
 )
 from xmkd.train.progress import Progress
@@ -148,7 +149,7 @@ def train_teacher(
             for x, target, _index in loader:
                 x = x.to(ctx.device, non_blocking=True)
                 target = torch.as_tensor(target, dtype=torch.long).to(ctx.device)
-                with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+                with in_precision(autocast, x.device.type):
                     logits = wrapped(x)
                 loss = F.cross_entropy(logits.float(), target)
                 optimizer.zero_grad(set_to_none=True)
