@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from xmkd.ntu.splits import SPLIT_CHOICES
 
@@ -79,3 +80,44 @@ def parse_floats(text: str) -> list[float]:
 
 def parse_ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
+
+
+def choose_preset(
+    given: str | None, sessions: Sequence[str], packed: str | None = None
+) -> tuple[str, str]:
+    """The preset a training command runs with, and why (for its start line).
+
+    ``--preset`` wins. Without it the data decides: sessions that are all synthetic (written by
+    ``xmkd synth`` or recorded from the synthetic source: 64x64 video, short clips) get the
+    CPU-sized "synthetic" preset; packed NTU RGB+D and recorded sessions get "paper". The
+    paper's recipe on synthetic data was the new user's trap: hours of training on a CPU for
+    data the small models learn in minutes.
+    """
+    if given is not None:
+        return given, "given with --preset"
+    if packed:
+        return "paper", f"chosen from the data: {packed} is packed NTU RGB+D"
+    if not sessions:
+        return "paper", "the default; no data given"
+    from xmkd.recordings import read_session_json
+
+    sources = {str(s): str(read_session_json(s).get("source", "unknown")) for s in sessions}
+    others = {s: src for s, src in sources.items() if src != "synthetic"}
+    if not others:
+        names = ", ".join(sources)
+        return (
+            "synthetic",
+            f"chosen from the data: {names} {'is' if len(sources) == 1 else 'are'} synthetic",
+        )
+    first, src = next(iter(others.items()))
+    return "paper", f"chosen from the data: {first} was recorded from {src}"
+
+
+def announce(text: str, progress_json: str | None) -> None:
+    """Print a run's start line; on stderr when stdout carries JSON-lines progress (``-``)."""
+    import os
+    import sys
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: one line, from rank 0
+        return
+    print(text, file=sys.stderr if progress_json == "-" else sys.stdout, flush=True)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from xmkd.commands._train_common import add_data_args, add_run_args, parse_ints
+from xmkd.commands._train_common import (
+    add_data_args,
+    add_run_args,
+    announce,
+    choose_preset,
+    parse_ints,
+)
 
 DESCRIPTION = """\
 Train K skeleton students together on the unlabeled (video, skeleton) pairs of Student-Train,
@@ -20,7 +26,9 @@ supervision (Thoker & Gall, section 3):
   With K >= 2 the mutual term of eq. 6 (KL to the detached peers, tau = 10, no tau^2 as written)
   is added unless --no-mutual ("ensemble without mutual", Table 3).
 
-defaults (--preset paper): ST-GCN: SGD nesterov momentum 0.9, lr 0.1, weight decay 1e-4, lr x0.1
+presets (--preset; without it the data chooses: sessions of xmkd synth or the synthetic source
+get synthetic, packed NTU and recorded sessions paper; the start line says which and the epochs).
+paper: ST-GCN: SGD nesterov momentum 0.9, lr 0.1, weight decay 1e-4, lr x0.1
 after epochs 10 and 50, batch 16, 200 epochs (the paper), 300-frame zero-padded windows; HCN:
 Adam lr 1e-3, weight decay 1e-4, x0.99 per epoch, 400 epochs, batch 64, 32-frame crop/resize.
 Each student has its own optimizer; the ensemble averages probabilities (--ensemble max: Table 3).
@@ -60,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset",
         choices=("paper", "synthetic"),
         default=None,
-        help="defaults: paper (the paper/references; default) or synthetic (CPU-sized)",
+        help="defaults: paper (the paper/references) or synthetic (CPU-sized); default: chosen "
+        "from the data (synthetic for sessions of xmkd synth or the synthetic source, paper "
+        "otherwise)",
     )
     add_data_args(p, split="student_train")
     p.add_argument(
@@ -270,7 +280,17 @@ def run(args: argparse.Namespace) -> int:
             raise XmkdError(f"{run_dir / 'last.pt'}: nothing to resume from (no earlier run there)")
         stored = load_checkpoint(run_dir / "last.pt", kind="students")
         base = DistillConfig.from_dict(stored["config"])
+    if base is None:
+        args.preset, why = choose_preset(args.preset, args.sessions, args.packed)
+        start = f"preset {args.preset} ({why})"
+    else:
+        start = f"resuming {run_dir / 'last.pt'} with its stored configuration"
     cfg = build_config(args, base)
+    announce(
+        f"{start}, {cfg.resolved_epochs()} epochs, batch {cfg.resolved_batch_size()}, "
+        f"students {','.join(cfg.students)}, supervision {cfg.supervision}",
+        args.progress_json,
+    )
     data = cfg.data
     spec = cfg.spec()
     raw_train = skeleton_source(data.sessions, data.packed, args.split, data.benchmark)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from xmkd.commands._train_common import add_data_args, add_run_args, parse_ints
+from xmkd.commands._train_common import (
+    add_data_args,
+    add_run_args,
+    announce,
+    choose_preset,
+    parse_ints,
+)
 
 DESCRIPTION = """\
 Train the video teacher (Temporal Segment Network, ResNet backbone) with labels on the
@@ -15,11 +21,14 @@ modalities: rgbdiff (RGB differences, TSN's RGB-diff; the default: a from-scratc
 teacher does not learn on a CPU budget), rgb, flow (needs optical flow in the sessions: xmkd synth
 --flow, or xmkd flow SESSION).
 
-defaults (--preset paper, TSN's recipe): 3 segments, ResNet-18, SGD momentum 0.9, lr 0.001,
-weight decay 5e-4, gradient norm clipped to 20, batch 128, 224x224 crops; RGB/RGB-diff: 80
-epochs, lr x0.1 after 30 and 60, dropout 0.8; flow: 340 epochs, steps 190/300, dropout 0.7.
-Partial BN is on with --pretrained ImageNet weights (a torchvision ResNet state_dict file) and
-off from scratch. --preset synthetic: a quarter-width ResNet-18 on 64x64 crops, 16 epochs, lr 0.01.
+presets (--preset; without it the data chooses: sessions of xmkd synth or the synthetic source
+get synthetic, packed NTU and recorded sessions paper; the start line says which and the epochs).
+paper, TSN's recipe: 3 segments, ResNet-18, SGD momentum 0.9, lr 0.001, weight decay 5e-4,
+gradient norm clipped to 20, batch 128, 224x224 crops; RGB/RGB-diff: 80 epochs, lr x0.1 after 30
+and 60, dropout 0.8; flow: 340 epochs, steps 190/300, dropout 0.7. Partial BN is on with
+--pretrained ImageNet weights (a torchvision ResNet state_dict file) and off from scratch.
+synthetic: a quarter-width ResNet-18 with a small stem on 64x64 crops, 4 segments, Adam lr 3e-3
+with cosine decay, batch 16, 30 epochs.
 
 outputs in --out RUN_DIR: teacher.pt (the teacher checkpoint `xmkd label` reads; rewritten every
 epoch with the training state, so --resume continues it) and progress.jsonl.
@@ -42,7 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--out", required=True, metavar="RUN_DIR")
     t.add_argument("--modality", choices=("rgbdiff", "rgb", "flow"), default="rgbdiff")
-    t.add_argument("--preset", choices=("paper", "synthetic"), default="paper")
+    t.add_argument(
+        "--preset",
+        choices=("paper", "synthetic"),
+        default=None,
+        help="paper (TSN's recipe) or synthetic (CPU-sized); default: chosen from the data "
+        "(synthetic for sessions of xmkd synth or the synthetic source, paper otherwise)",
+    )
     t.add_argument("--resume", action="store_true", help="continue RUN_DIR/teacher.pt")
     add_data_args(t, split="teacher_train", video=True)
     t.add_argument(
@@ -124,7 +139,13 @@ def run(args: argparse.Namespace) -> int:
     from xmkd.train.inputs import TeacherClips, class_names_of, video_source
     from xmkd.train.teacher import build_teacher, train_teacher
 
+    args.preset, why = choose_preset(args.preset, args.sessions)
     cfg = build_config(args)
+    announce(
+        f"preset {args.preset} ({why}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"{cfg.crop_size}x{cfg.crop_size} crops, {cfg.backbone}",
+        args.progress_json,
+    )
     raw_train = video_source(cfg.data.sessions, cfg.modality, args.split, cfg.data.benchmark)
     raw_eval = video_source(
         cfg.data.sessions, cfg.modality, args.eval_split, cfg.data.benchmark, labeled_only=True
