@@ -6,8 +6,9 @@
   one-slot mailbox: the UI always gets the newest frame and never a backlog, however slow it is.
 * :class:`TaskWorker` runs one function in a QThread with progress, cancel, result and error.
 * :class:`JsonLinesProcess` runs a command (``xmkd distill``, ``xmkd export``) as a QProcess,
-  parses its JSON-lines progress, keeps its other output, and cancels it cleanly (SIGINT, then a
-  kill after a grace period). A crash there only ends that process.
+  parses its JSON-lines progress, keeps its other output, and cancels it cleanly (SIGINT once
+  the child has said it is running, then a kill after a grace period). A crash there only ends
+  that process.
 
 Errors the user can act on (``XmkdError``) are passed on as their one sentence; anything else
 as its type and message. Nothing here polls: every hand-over is a queued signal.
@@ -387,6 +388,13 @@ class JsonLinesProcess(QObject):
     ``event`` gets each parsed object; ``output`` gets any other line (stdout or stderr) so
     errors can be shown; ``finished(exit_code, message)`` gives an empty message on success,
     else a sentence (the last error line of the child, or how it ended).
+
+    The child's first JSON object says it is ready: by then it has set up its SIGINT handling
+    (an ``xmkd`` command has Python's handler from interpreter start-up, long before its first
+    event; a child that sets up its own prints its first object after that). A Cancel that
+    comes before it is held back and sent when the child is ready: a SIGINT during the child's
+    start-up would end it by the signal's default action, or inside code that cannot clean up,
+    instead of reaching its clean-up (the grace-period kill still applies).
     """
 
     event = Signal(dict)
@@ -401,6 +409,9 @@ class JsonLinesProcess(QObject):
         self._buffers = {"out": b"", "err": b""}
         self.stderr_tail: list[str] = []
         self.cancelled = False
+        #: the child has printed its first JSON object (it handles SIGINT from then on)
+        self.ready = False
+        self._interrupt_when_ready = False
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
@@ -426,6 +437,8 @@ class JsonLinesProcess(QObject):
         self._buffers = {"out": b"", "err": b""}
         self.stderr_tail = []
         self.cancelled = False
+        self.ready = False
+        self._interrupt_when_ready = False
         self._start_error = ""
         process.start(program, list(args))
 
@@ -457,6 +470,10 @@ class JsonLinesProcess(QObject):
                 obj = None
             if isinstance(obj, dict):
                 self.event.emit(obj)
+                if not self.ready:
+                    self.ready = True
+                    if self._interrupt_when_ready:
+                        self._interrupt()
                 return
         if stream == "err":
             # tqdm redraws with \r: keep the last state of the line only.
@@ -492,17 +509,29 @@ class JsonLinesProcess(QObject):
         return ""
 
     def cancel(self) -> None:
-        """Interrupt the child (SIGINT: it saves what it can and exits), kill it after grace."""
-        if not self.is_running():
+        """Interrupt the child (SIGINT: it saves what it can and exits) as soon as it is ready
+        (at once when it already is), and kill it if it is still running after the grace
+        period."""
+        if not self.is_running() or self.cancelled:
             return
         self.cancelled = True
-        pid = int(self.process.processId())
+        process = self.process
+        QTimer.singleShot(self.grace_ms, lambda: self._kill_if_running(process))
+        if self.ready:
+            self._interrupt()
+        else:
+            self._interrupt_when_ready = True
+
+    def _interrupt(self) -> None:
+        self._interrupt_when_ready = False
+        process = self.process
+        if process is None or process.state() == QProcess.ProcessState.NotRunning:
+            return
+        pid = int(process.processId())
         if pid > 0 and os.name == "posix":
             os.kill(pid, signal.SIGINT)
         else:
-            self.process.terminate()
-        process = self.process
-        QTimer.singleShot(self.grace_ms, lambda: self._kill_if_running(process))
+            process.terminate()
 
     def _kill_if_running(self, process: QProcess) -> None:
         try:

@@ -178,12 +178,15 @@ def test_json_lines_process_cancel_interrupts_the_child(qtbot, tmp_path, inherit
 
 
 def run_cancelled_child(qtbot, tmp_path) -> None:
+    # The first event is printed inside the ``try``: from then on a SIGINT reaches the clean-up
+    # (printed before it, a SIGINT between the print and the ``try`` killed the child: the
+    # flaky failure under load).
     script = _script(
         tmp_path,
         """
         import json, sys, time
-        print(json.dumps({"event": "start"}), flush=True)
         try:
+            print(json.dumps({"event": "start"}), flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             print(json.dumps({"event": "interrupted"}), flush=True)
@@ -199,6 +202,38 @@ def run_cancelled_child(qtbot, tmp_path) -> None:
         job.cancel()
     assert blocker.args == [130, "cancelled"]
     assert events[-1]["event"] == "interrupted"  # SIGINT reached Python: it could clean up
+
+
+def test_json_lines_process_cancel_during_the_childs_start_up_waits_until_it_is_ready(
+    qtbot, tmp_path
+):
+    """A Cancel pressed while the child is still starting (its SIGINT handling not yet set up)
+    is held back until the child's first event, then reaches its clean-up: the child is not
+    ended by the signal's default action half-way through its start-up."""
+    script = _script(
+        tmp_path,
+        """
+        import json, signal, sys, time
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # start-up: a SIGINT now would kill it
+        time.sleep(1.0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            print(json.dumps({"event": "start"}), flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print(json.dumps({"event": "interrupted"}), flush=True)
+            sys.exit(130)
+        """,
+    )
+    job = JsonLinesProcess(grace_ms=20000)
+    events = []
+    job.event.connect(events.append)
+    with qtbot.waitSignal(job.started, timeout=20000):
+        job.start(sys.executable, [str(script)])
+    with qtbot.waitSignal(job.finished, timeout=20000) as blocker:
+        job.cancel()
+    assert blocker.args == [130, "cancelled"]
+    assert [e["event"] for e in events] == ["start", "interrupted"]
 
 
 def test_json_lines_process_survives_a_crashing_child(qtbot, tmp_path):
