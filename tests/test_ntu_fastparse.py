@@ -70,10 +70,10 @@ def _check(data: bytes, full: bool = True) -> bool:
     return got is not None
 
 
-@pytest.fixture(scope="module")
-def small(ntu_samples):
+@pytest.fixture
+def small(any_ntu_samples):
     """The first 3 frames of the 2-body sample S001C003P008R002A058, CRLF (171 lines)."""
-    path = next(p for p in ntu_samples if "A058" in p.name)
+    path = next(p for p in any_ntu_samples if "A058" in p.name)
     lines = path.read_bytes().split(b"\r\n")
     return b"\r\n".join([b"3", *lines[1 : 1 + 3 * (1 + 2 * 27)], b""])
 
@@ -82,8 +82,8 @@ def test_reader_uses_the_c_path():
     assert sf.FAST_PARSER == "C"
 
 
-def test_real_samples_exactly_as_the_exact_scan_and_numpy(ntu_samples):
-    for path in ntu_samples:
+def test_real_samples_exactly_as_the_exact_scan_and_numpy(any_ntu_samples):
+    for path in any_ntu_samples:
         data = path.read_bytes()
         fast = _columns(data)
         assert fast is not None, f"{path.name} fell back to the slow scan"
@@ -279,9 +279,9 @@ def sample_errors(small, tmp_path):
     return run
 
 
-def test_threads_share_the_parser(ntu_samples):
+def test_threads_share_the_parser(any_ntu_samples):
     """The extension releases the GIL while parsing: concurrent reads stay exact."""
-    datas = [p.read_bytes() for p in ntu_samples]
+    datas = [p.read_bytes() for p in any_ntu_samples]
     # Tokens the C path hands to Python's conversion (it takes the GIL back for them).
     datas += [_with_token(b"12345678901234567890123"), _with_token(b"-1.5e-300")]
     expected = [sf._parse_exact(d, "x") for d in datas]
@@ -307,11 +307,11 @@ def test_bytes_like_input_and_type_check(small):
         _fastparse.parse(bytearray(small))
 
 
-def test_bench_reports_the_path(ntu_samples, tmp_path, capsys):
+def test_bench_reports_the_path(any_ntu_samples, tmp_path, capsys):
     path = REPO / "bench" / "bench_ntu_reader.py"
     spec = importlib.util.spec_from_file_location("bench_ntu", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    (tmp_path / ntu_samples[0].name).write_bytes(ntu_samples[0].read_bytes())
+    (tmp_path / any_ntu_samples[0].name).write_bytes(any_ntu_samples[0].read_bytes())
     assert bench.main(["--dir", str(tmp_path), "--repeat", "1"]) == 0
     assert "fast path: C" in capsys.readouterr().out

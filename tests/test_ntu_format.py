@@ -40,10 +40,10 @@ def bench():
     return _load_bench()
 
 
-@pytest.fixture(scope="module")
-def sample(ntu_samples):
+@pytest.fixture
+def sample(any_ntu_samples):
     """(path, bytes, lines) of the single-body sample S001C001P001R001A011 (82 frames)."""
-    path = next(p for p in ntu_samples if p.name.startswith("S001C001P001R001A011"))
+    path = next(p for p in any_ntu_samples if p.name.startswith("S001C001P001R001A011"))
     data = path.read_bytes()
     return path, data, data.decode("ascii").split("\r\n")
 
@@ -63,8 +63,8 @@ def _sequence(counts, seed=0, ids=None):
 # --- reading real samples ---------------------------------------------------------------------
 
 
-def test_real_samples_round_trip_exactly(ntu_samples, tmp_path):
-    for path in ntu_samples:
+def test_real_samples_round_trip_exactly(any_ntu_samples, tmp_path):
+    for path in any_ntu_samples:
         seq = read_skeleton(path)
         assert seq.num_frames == int(path.read_text().split()[0])
         assert seq.body_ids.dtype == np.uint64 and seq.joints.shape[1:] == (25, 12)
@@ -85,16 +85,16 @@ def test_body_ids_are_exact_64_bit(sample):
     assert int(seq.body_ids[0]) == first_id
 
 
-def test_fast_and_exact_paths_agree(ntu_samples):
-    for path in ntu_samples:
+def test_fast_and_exact_paths_agree(any_ntu_samples):
+    for path in any_ntu_samples:
         data = path.read_bytes()
         fast = sf._parse_fast(data)
         assert fast is not None, f"{path.name} fell back to the slow path"
         assert fast.equals(sf._parse_exact(data, path))
 
 
-def test_reference_reader_agrees(ntu_samples, bench):
-    for path in ntu_samples:
+def test_reference_reader_agrees(any_ntu_samples, bench):
+    for path in any_ntu_samples:
         seq = read_skeleton(path)
         ref = bench.reference_read(path)
         assert ref["numFrame"] == seq.num_frames
@@ -330,11 +330,11 @@ def _reference_gendata_read_xyz(bench, path, max_body=2, num_joint=25):
     return data
 
 
-def test_first_selection_equals_reference(ntu_samples, bench, tmp_path):
+def test_first_selection_equals_reference(any_ntu_samples, bench, tmp_path):
     seq = _sequence([1, 3, 0, 2, 3, 1], seed=3)
     path = tmp_path / "S001C001P001R001A050.skeleton"
     write_skeleton(path, seq)
-    for p in [*ntu_samples, path]:
+    for p in [*any_ntu_samples, path]:
         ref = _reference_gendata_read_xyz(bench, p).astype(np.float32)
         ours, valid = to_model_array(read_skeleton(p), selection="first")
         assert ours.dtype == np.float32 and valid == ref.shape[1]
@@ -380,10 +380,10 @@ def test_motion_selection_keeps_moving_bodies_in_fixed_slots():
 # --- xmkd inspect -----------------------------------------------------------------------------
 
 
-def test_inspect_text_and_json(ntu_samples, capsys):
+def test_inspect_text_and_json(any_ntu_samples, capsys):
     from xmkd.cli import main
 
-    path = next(p for p in ntu_samples if "A058" in p.name)
+    path = next(p for p in any_ntu_samples if "A058" in p.name)
     seq = read_skeleton(path)
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
@@ -416,14 +416,14 @@ def test_inspect_errors(tmp_path, capsys):
     assert str(bad) in err and "line 3" in err
 
 
-def test_fast_path_threads_and_fresh_buffers(ntu_samples, monkeypatch):
+def test_fast_path_threads_and_fresh_buffers(any_ntu_samples, monkeypatch):
     import threading
 
-    expected = [sf._parse_exact(p.read_bytes(), p) for p in ntu_samples]
+    expected = [sf._parse_exact(p.read_bytes(), p) for p in any_ntu_samples]
     results = []
 
     def work():
-        for path, want in zip(ntu_samples, expected):
+        for path, want in zip(any_ntu_samples, expected):
             results.append(read_skeleton(path).equals(want))
 
     threads = [threading.Thread(target=work) for _ in range(3)]
@@ -431,9 +431,9 @@ def test_fast_path_threads_and_fresh_buffers(ntu_samples, monkeypatch):
         t.start()
     for t in threads:
         t.join()
-    assert results == [True] * 3 * len(ntu_samples)
+    assert results == [True] * 3 * len(any_ntu_samples)
     monkeypatch.setattr(sf, "_SCRATCH_LIMIT", 0)  # every file takes fresh arrays
-    assert all(read_skeleton(p).equals(w) for p, w in zip(ntu_samples, expected))
+    assert all(read_skeleton(p).equals(w) for p, w in zip(any_ntu_samples, expected))
 
 
 @pytest.mark.parametrize(
