@@ -87,3 +87,49 @@ def test_distill_as_the_readme_shows_it_uses_the_synthetic_preset(
     assert main([*args, "--supervision", "full", "--progress-json", "-"]) == 0
     out, err = capsys.readouterr()
     assert "preset synthetic" in err and "preset" not in out
+
+
+# --- xmkd gui on a minimal Linux -----------------------------------------------------------------
+
+
+def test_gui_names_the_missing_xcb_packages(monkeypatch, capsys):
+    """Qt aborted with a message about xcb-cursor while libxcb-icccm4 and libxcb-keysyms1 were
+    what was missing; the command now checks first and names the packages."""
+    pytest.importorskip("PySide6.QtWidgets")
+    pytest.importorskip("pyqtgraph")
+    import gui.app
+    import xmkd.commands.gui as gui_command
+
+    missing = {"libxcb-icccm.so.4", "libxcb-keysyms.so.1"}
+    monkeypatch.setattr(gui_command, "_loadable", lambda soname: soname not in missing)
+    monkeypatch.setattr(gui.app, "main", lambda **kwargs: 0)  # never open a window here
+    monkeypatch.setattr(gui_command.sys, "platform", "linux")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert main(["gui"]) == 2
+    err = capsys.readouterr().err
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1 " in err
+    assert "libxcb-cursor0" not in err and len(err.strip().splitlines()) == 1
+    # nothing missing: the app starts
+    monkeypatch.setattr(gui_command, "_loadable", lambda soname: True)
+    assert main(["gui"]) == 0
+
+
+def test_gui_display_check():
+    from xmkd.commands.gui import XCB_LIBRARIES, check_display
+    from xmkd.errors import XmkdError
+
+    everything = {"DISPLAY": ":0"}
+    check_display(everything, lambda s: True, "linux")
+    with pytest.raises(XmkdError, match="neither DISPLAY nor WAYLAND_DISPLAY is set"):
+        check_display({}, lambda s: True, "linux")
+    with pytest.raises(XmkdError, match=r"sudo apt install libxcb-cursor0 \("):
+        check_display(everything, lambda s: s != "libxcb-cursor.so.0", "linux")
+    with pytest.raises(XmkdError, match="QT_QPA_PLATFORM=offscreen"):
+        check_display({"QT_QPA_PLATFORM": "xcb"}, lambda s: True, "linux")
+    # other platforms, Wayland, offscreen and other OSes are Qt's business
+    nothing = {s: False for s in XCB_LIBRARIES}.get
+    check_display({"QT_QPA_PLATFORM": "offscreen"}, nothing, "linux")
+    check_display({"WAYLAND_DISPLAY": "wayland-0"}, nothing, "linux")
+    check_display({}, nothing, "win32")
