@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -284,6 +285,75 @@ def test_missing_file_is_a_format_error(tmp_path):
         read_skeleton(tmp_path / "nope.skeleton")
 
 
+def _one_body_file(token: bytes = b"0.5", field: int = 7) -> bytes:
+    tokens = [b"0.5"] * 300
+    tokens[field] = token
+    lines = [b"1", b"1", b"1 0 0 0 0 0 0 0 0 2", b"25"]
+    lines += [b" ".join(tokens[i : i + 12]) for i in range(0, 300, 12)]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+@pytest.mark.parametrize("token", [b"nan", b"NaN", b"-inf", b"inf", b"1e999", b"-1E400"])
+def test_nonfinite_values_are_refused_with_file_and_line(tmp_path, token):
+    path = tmp_path / "S001C001P001R001A001.skeleton"
+    path.write_bytes(_one_body_file(token, field=13))  # y of joint 2
+    with pytest.raises(FormatError) as info:
+        read_skeleton(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}, line 6: expected a finite number for y of joint 2")
+    assert "--allow-nonfinite" in message
+    seq = read_skeleton(path, allow_nonfinite=True)
+    assert not np.isfinite(seq.joints[0, 1, 1])
+
+
+def test_long_tokens_are_cut_in_messages(tmp_path):
+    """A corrupt file with a 5 MB "number" gives a short message, not a 5 MB one."""
+    for data in (
+        _one_body_file(b"x" * 5_000_000),
+        _one_body_file(b"9" * 5_000_000 + b"x"),
+        b"1\r\n" + b"7" * 3_000_000 + b"a\r\n",
+        _one_body_file() + b"z" * 2_000_000 + b"\r\n",
+    ):
+        path = tmp_path / "long.skeleton"
+        path.write_bytes(data)
+        with pytest.raises(FormatError) as info:
+            read_skeleton(path)
+        message = str(info.value)
+        assert len(message) < 400, message[:400]
+        assert "characters)" in message
+
+
+def test_fifo_and_devices_are_refused_without_opening(tmp_path):
+    fifo = tmp_path / "x.skeleton"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    with pytest.raises(FormatError, match=r"x.skeleton: is a FIFO \(named pipe\), not a regular"):
+        read_skeleton(fifo)
+    zero = tmp_path / "zero.skeleton"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(FormatError, match=r"zero.skeleton: is a character device"):
+        read_skeleton(zero)
+    with pytest.raises(FormatError, match="is a folder"):
+        read_skeleton(tmp_path)
+    real = tmp_path / "real.skeleton"
+    real.write_bytes(_one_body_file())
+    link = tmp_path / "link.skeleton"
+    link.symlink_to(real)  # a link to a regular file is read
+    assert read_skeleton(link).equals(read_skeleton(real))
+
+
+def test_files_beyond_the_size_cap_are_refused(tmp_path, monkeypatch):
+    big = tmp_path / "big.skeleton"
+    with open(big, "wb") as fh:  # sparse: no disk space used
+        fh.truncate(sf.MAX_FILE_BYTES + 1)
+    with pytest.raises(FormatError, match=r"big.skeleton: is 64 MiB, larger than any .skeleton"):
+        read_skeleton(big)
+    small = tmp_path / "small.skeleton"
+    small.write_bytes(_one_body_file())
+    monkeypatch.setattr(sf, "MAX_FILE_BYTES", 100)
+    with pytest.raises(FormatError, match="larger than any .skeleton file xmkd reads"):
+        read_skeleton(small)
+
+
 # --- sample names -----------------------------------------------------------------------------
 
 
@@ -455,7 +525,10 @@ def test_fast_and_exact_paths_agree_on_odd_tokens(token):
             parse_skeleton(data, "x.skeleton")
         return
     value = float(token)
-    seq = parse_skeleton(data, "x.skeleton")
+    if not np.isfinite(value):  # refused by default, read when allowed
+        with pytest.raises(FormatError, match=r"line 5: expected a finite number for orient"):
+            parse_skeleton(data, "x.skeleton")
+    seq = parse_skeleton(data, "x.skeleton", allow_nonfinite=True)
     assert np.array_equal(seq.joints[0, 0, 7], value, equal_nan=True)
     assert np.signbit(seq.joints[0, 0, 7]) == np.signbit(value)
     if token not in ("nan", "inf", "+5"):  # rare spellings the exact path reads

@@ -1,6 +1,6 @@
 /* One-pass C parser for NTU RGB+D .skeleton files: the fast path of xmkd.ntu.skeleton_file.
  *
- * parse(data: bytes) -> (counts, ids, info, joints) | None
+ * parse(data: bytes, allow_nonfinite: bool = False) -> (counts, ids, info, joints) | None
  *
  * It counts the bodies (reading the count lines, skipping the others) to size its arrays, then
  * walks the file's frame/body/joint structure once, converting each token as it goes, and
@@ -9,6 +9,8 @@
  * for anything it does not accept, malformed or merely unusual (a number spelled "+5" or "nan",
  * a count spelled "2.0", other bytes than digits, signs, points, exponents and ASCII whitespace):
  * the exact Python scan then either reads the file or raises the FormatError naming the line.
+ * Unless allow_nonfinite, a value that converts to inf (e.g. 1e999) is refused the same way
+ * (spellings such as "nan" or "inf" never pass the grammar), so the scan names it.
  * So this parser never decides an error message, it only has to be exact where it accepts.
  *
  * Exactness: a number -?D*(.D*)?([eE][+-]?D+)? with at most 19 digits has an integer mantissa
@@ -25,6 +27,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -56,6 +59,7 @@ typedef struct {
     const unsigned char *p;   /* next byte */
     const unsigned char *end; /* one past the data; *end is the bytes object's NUL */
     PyThreadState *released;  /* the saved thread state while the GIL is released */
+    int allow_nonfinite;      /* accept values that overflow to +-inf */
 } Cursor;
 
 static inline void skip_blanks(Cursor *c)
@@ -104,6 +108,8 @@ static int convert_slowly(Cursor *c, const unsigned char *start, size_t length, 
     ok = !(value == -1.0 && PyErr_Occurred()) && stop == text + length;
     if (!ok) PyErr_Clear();
     if (c->released) c->released = PyEval_SaveThread();
+    /* Only this conversion can overflow: the fast one multiplies exact values below 2**127. */
+    if (!c->allow_nonfinite && !isfinite(value)) ok = 0;
     *out = value;
     return ok;
 }
@@ -250,14 +256,15 @@ static PyObject *new_array(Py_ssize_t items, Py_ssize_t item_size)
     return PyByteArray_FromStringAndSize(NULL, items * item_size);
 }
 
-static PyObject *parse(PyObject *module, PyObject *data)
+static PyObject *parse(PyObject *module, PyObject *args)
 {
     Cursor c;
     uint64_t frames;
     Py_ssize_t size, capacity, bodies = 0;
-    PyObject *counts = NULL, *ids = NULL, *info = NULL, *joints = NULL;
-    int ok;
+    PyObject *data, *counts = NULL, *ids = NULL, *info = NULL, *joints = NULL;
+    int ok, allow_nonfinite = 0;
     (void)module;
+    if (!PyArg_ParseTuple(args, "O|p:parse", &data, &allow_nonfinite)) return NULL;
     if (!PyBytes_Check(data)) {
         /* The parser relies on the NUL that ends every bytes object's buffer. */
         PyErr_SetString(PyExc_TypeError, "parse() needs a bytes object");
@@ -267,6 +274,7 @@ static PyObject *parse(PyObject *module, PyObject *data)
     c.p = (const unsigned char *)PyBytes_AS_STRING(data);
     c.end = c.p + size;
     c.released = NULL;
+    c.allow_nonfinite = allow_nonfinite;
     /* Line 1: the frame count; every frame takes at least 2 bytes ("0\n"). */
     if (!count_line(&c, (uint64_t)size / 2 + 1, &frames)) Py_RETURN_NONE;
     capacity = count_bodies(c, frames, size / MIN_BODY_BYTES + 1);
@@ -303,9 +311,11 @@ fail:
 }
 
 static PyMethodDef methods[] = {
-    {"parse", parse, METH_O,
-     "parse(data: bytes) -> (counts, ids, info, joints) bytearrays, or None when the file does "
-     "not follow the format (or spells a number unusually): the exact scan then decides."},
+    {"parse", parse, METH_VARARGS,
+     "parse(data: bytes, allow_nonfinite: bool = False) -> (counts, ids, info, joints) "
+     "bytearrays, or None when the file does not follow the format (or spells a number "
+     "unusually, or holds a value that overflows to inf unless allow_nonfinite): the exact scan "
+     "then decides."},
     {NULL, NULL, 0, NULL},
 };
 

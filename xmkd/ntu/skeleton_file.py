@@ -15,11 +15,19 @@ they are parsed from their text as integers.
 Where the package was installed with a C compiler at hand, the optional extension
 ``xmkd.ntu._fastparse`` replaces the numpy pass: one exact pass over the bytes in C, with the
 same fallback to the line-by-line scan. :data:`FAST_PARSER` says which fast path is in use.
+
+Non-finite values (``nan``, ``inf``, ``1e999``) are refused by default: no sensor writes them and
+they turn every loss they reach into NaN. Both fast paths hand a file holding one to the exact
+scan, which names the file, the line and the field; ``allow_nonfinite=True`` reads them as they
+are. Only regular files of at most :data:`MAX_FILE_BYTES` are read: a FIFO would block the reader
+forever and a link to ``/dev/zero`` would fill the memory (see :func:`check_skeleton_file`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +52,15 @@ __all__ = [
     "write_skeleton",
     "parse_skeleton",
     "format_skeleton",
+    "check_skeleton_file",
     "FAST_PARSER",
+    "MAX_FILE_BYTES",
 ]
+
+#: The largest ``.skeleton`` file read. The biggest files of NTU RGB+D 120 are a few MB (a
+#: 300-frame, 4-body take is about 2.4 MB); 64 MiB leaves room for hour-long recordings of one
+#: body while refusing a runaway or device file before it is read into memory.
+MAX_FILE_BYTES = 64 << 20
 
 # Which fast path reads files: "C" (the compiled extension) or "numpy" (no compiler at install).
 FAST_PARSER = "C" if _fastparse is not None else "numpy"
@@ -194,36 +209,101 @@ class SkeletonSequence:
 # Reading
 
 
-def read_skeleton(path: str | Path) -> SkeletonSequence:
+_FILE_TYPES = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def _refuse_mode(path: Path, info: os.stat_result) -> None:
+    """Raise the FormatError for anything but a regular file of at most MAX_FILE_BYTES."""
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_TYPES.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise FormatError(path, f"is {kind}, not a regular .skeleton file; it is not read")
+    if info.st_size > MAX_FILE_BYTES:
+        raise FormatError(
+            path,
+            f"is {info.st_size / 2**20:.0f} MiB, larger than any .skeleton file xmkd reads "
+            f"({MAX_FILE_BYTES >> 20} MiB); it is not read",
+        )
+
+
+def check_skeleton_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file (a symlink to one is fine) of at most
+    :data:`MAX_FILE_BYTES`; else a FormatError naming it. Only stats the file, never opens it
+    (opening a FIFO blocks), so file discovery can sort out bad entries cheaply."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise FormatError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    _refuse_mode(path, info)
+    return path
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES, checked on the open descriptor
+    (no window between check and read); opened non-blocking so a FIFO cannot hang the open."""
+    check_skeleton_file(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise FormatError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        _refuse_mode(path, os.fstat(fd))
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES:  # a file growing while read stops at the cap
+            chunk = os.read(fd, min(1 << 22, MAX_FILE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise FormatError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise FormatError(
+            path, f"grew beyond {MAX_FILE_BYTES >> 20} MiB while being read; it is not read"
+        )
+    return b"".join(chunks)
+
+
+def read_skeleton(path: str | Path, allow_nonfinite: bool = False) -> SkeletonSequence:
     """Read an NTU ``.skeleton`` file exactly (every field; CRLF or LF).
 
     Raises :class:`~xmkd.errors.FormatError` naming the file, the 1-based line and what was
-    expected when the file is truncated or malformed.
+    expected when the file is truncated or malformed, holds a non-finite value (unless
+    ``allow_nonfinite``), is not a regular file or is larger than :data:`MAX_FILE_BYTES`.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(path, f"cannot read the file ({exc.strerror or exc})") from exc
-    return parse_skeleton(data, path)
+    return parse_skeleton(_read_regular(path), path, allow_nonfinite=allow_nonfinite)
 
 
-def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> SkeletonSequence:
+def parse_skeleton(
+    data: bytes, path: str | Path = "<bytes>", allow_nonfinite: bool = False
+) -> SkeletonSequence:
     """Parse the bytes of a ``.skeleton`` file; ``path`` only names it in errors."""
-    seq = _parse_fast_c(data) if _fastparse is not None else _parse_fast(data)
+    if _fastparse is not None:
+        seq = _parse_fast_c(data, allow_nonfinite)
+    else:
+        seq = _parse_fast(data, allow_nonfinite)
     if seq is None:
         # Something did not validate: the exact scan names the line (or, if the fast path was
         # merely too strict, e.g. a number spelled "+5" or "nan", reads the file correctly).
-        seq = _parse_exact(data, path)
+        seq = _parse_exact(data, path, allow_nonfinite)
     return seq
 
 
 # Fast paths ----------------------------------------------------------------------------------
 
 
-def _parse_fast_c(data: bytes) -> SkeletonSequence | None:
+def _parse_fast_c(data: bytes, allow_nonfinite: bool = False) -> SkeletonSequence | None:
     """The C extension's one-pass parse; None when it does not accept the file."""
-    columns = _fastparse.parse(bytes(data))
+    columns = _fastparse.parse(bytes(data), allow_nonfinite)
     if columns is None:
         return None
     counts, ids, info, joints = columns
@@ -289,7 +369,7 @@ class _Scratch:
         return held[:count].reshape(shape)
 
 
-def _parse_fast(data: bytes) -> SkeletonSequence | None:
+def _parse_fast(data: bytes, allow_nonfinite: bool = False) -> SkeletonSequence | None:
     """Vectorised parse; None when anything does not validate (the exact scan then explains)."""
     size = len(data)
     if size == 0:
@@ -401,6 +481,10 @@ def _parse_fast(data: bytes) -> SkeletonSequence | None:
             values[t] = float(text)
         except ValueError:
             return None
+        # Bulk-converted tokens are short digit strings, always finite; "nan", "inf" and
+        # "1e999" come here, and the exact scan names them when they are refused.
+        if not allow_nonfinite and not math.isfinite(values[t]):
+            return None
         if b"_" in text:  # float() allows digit separators, the format does not
             return None
     return _assemble(data, values, starts, ends, ids, newlines)
@@ -487,7 +571,8 @@ class _Lines:
     """Line-by-line cursor over the file's bytes that builds the error messages (tokens are
     separated by ASCII whitespace, as for the fast path)."""
 
-    def __init__(self, data: bytes, path: str | Path):
+    def __init__(self, data: bytes, path: str | Path, allow_nonfinite: bool = False):
+        self.allow_nonfinite = allow_nonfinite
         self.lines = data.split(b"\n")
         if self.lines and self.lines[-1] == b"":
             self.lines.pop()  # the final line break ends the last line, it starts none
@@ -516,19 +601,24 @@ class _Lines:
             )
         return tokens
 
-    def number(self, token: bytes, what: str) -> float:
+    def number(self, token: bytes, what: str, finite: bool = True) -> float:
         try:
             value = float(token)
         except ValueError:
             value = None
         if value is None or b"_" in token:  # float() allows digit separators, the format not
-            raise self.error(f"expected a number for {what}, found {_text(token)!r}")
+            raise self.error(f"expected a number for {what}, found {_quote(token)}")
+        if finite and not self.allow_nonfinite and not math.isfinite(value):
+            raise self.error(
+                f"expected a finite number for {what}, found {_quote(token)} (xmkd refuses "
+                "non-finite values unless told --allow-nonfinite)"
+            )
         return value
 
     def whole(self, token: bytes, what: str) -> int:
-        value = self.number(token, what)
+        value = self.number(token, what, finite=False)
         if not math.isfinite(value) or value < 0 or value != math.floor(value):
-            raise self.error(f"expected a whole number >= 0 for {what}, found {_text(token)!r}")
+            raise self.error(f"expected a whole number >= 0 for {what}, found {_quote(token)}")
         return int(value)
 
 
@@ -536,13 +626,25 @@ def _text(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
+#: Longest token or line quoted whole in an error message; longer ones are cut (a corrupt file
+#: can hold a 50 MB "token", which would otherwise become a 50 MB message and manifest entry).
+QUOTE_LIMIT = 40
+
+
+def _quote(raw: bytes) -> str:
+    """``raw`` quoted for an error message, cut after QUOTE_LIMIT characters."""
+    if len(raw) <= QUOTE_LIMIT:
+        return repr(_text(raw))
+    return f"{_text(raw[:QUOTE_LIMIT])!r}... ({len(raw)} characters)"
+
+
 def _quote_line(line: bytes) -> str:
-    return "an empty line" if not line.strip() else repr(_text(line.strip()))
+    return "an empty line" if not line.strip() else _quote(line.strip())
 
 
-def _parse_exact(data: bytes, path: str | Path) -> SkeletonSequence:
+def _parse_exact(data: bytes, path: str | Path, allow_nonfinite: bool = False) -> SkeletonSequence:
     """Line-by-line parse that raises a FormatError at the first problem."""
-    cur = _Lines(data, path)
+    cur = _Lines(data, path, allow_nonfinite)
     frames = cur.whole(cur.take("the frame count", 1)[0], "the frame count")
     counts, ids, infos, joints = [], [], [], []
     for f in range(1, frames + 1):
@@ -555,7 +657,7 @@ def _parse_exact(data: bytes, path: str | Path) -> SkeletonSequence:
             if not tokens[0].isdigit() or int(tokens[0]) >= 1 << 64:
                 raise cur.error(
                     f"expected the body ID of {where} (a whole number below 2**64), "
-                    f"found {_text(tokens[0])!r}"
+                    f"found {_quote(tokens[0])}"
                 )
             ids.append(int(tokens[0]))
             infos.append(
@@ -581,7 +683,7 @@ def _parse_exact(data: bytes, path: str | Path) -> SkeletonSequence:
         if cur.lines[extra].strip():
             raise cur.error(
                 f"unexpected data after the last of the {frames} frames given in line 1: "
-                f"{_quote_line(cur.lines[extra])[:60]}",
+                f"{_quote_line(cur.lines[extra])}",
                 line=extra + 1,
             )
     return SkeletonSequence(
