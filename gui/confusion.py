@@ -1,5 +1,7 @@
 """Confusion-matrix plot (rows: ground truth, columns: prediction), row-normalised colours with
-the raw counts written in the cells when the matrix is small enough to read."""
+the raw counts written in the cells when the matrix is small enough to read, and the class
+names along both axes (rows on the left axis, columns on the bottom axis written upwards: a
+horizontal name would not fit under its column)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,61 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+#: Longest class name written on an axis (longer ones end in "…"; the tooltip has them whole).
+NAME_CHARS = 18
+#: Above this many classes only every n-th class is named and the cells carry no counts.
+READABLE_CLASSES = 20
+#: How many names a larger matrix gets along each axis.
+NAMED_WHEN_CROWDED = 12
+EMPTY_TEXT = "evaluate a folder to see the confusion matrix"
+
+
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+class UpwardLabelAxis(pg.AxisItem):
+    """A bottom axis whose names run upwards (bottom to top), ending under their tick, and which
+    is as tall as the longest name. (pyqtgraph lays tick labels out horizontally and drops any
+    wider than the axis: long names under narrow columns.)"""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.names: list[str] = []
+
+    def set_names(self, ticks: Sequence[tuple[float, str]]) -> None:
+        self.names = [name for _, name in ticks]
+        self.setTicks([[(pos, "") for pos, _ in ticks]])
+        metrics = QFontMetrics(self.style.get("tickFont") or self.font())
+        longest = max((metrics.horizontalAdvance(name) for name in self.names), default=0)
+        self.setHeight(longest + 12 if longest else None)
+
+    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:  # noqa: N802 (Qt name)
+        super().drawPicture(p, axisSpec, tickSpecs, [])
+        if len(tickSpecs) != len(self.names):
+            return  # ticks out of view (never with the matrix's own range)
+        p.save()
+        p.setPen(self.textPen())
+        if self.style.get("tickFont") is not None:
+            p.setFont(self.style["tickFont"])
+        metrics = p.fontMetrics()
+        for (_pen, p1, p2), name in zip(tickSpecs, self.names):
+            width, height = metrics.horizontalAdvance(name), metrics.height()
+            p.save()
+            p.translate(p1.x(), max(p1.y(), p2.y()) + 3)
+            p.rotate(-90)
+            p.drawText(
+                QRectF(-width, -height / 2, width, height),
+                int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+                name,
+            )
+            p.restore()
+        p.restore()
 
 
 class ConfusionView(QWidget):
@@ -15,34 +71,61 @@ class ConfusionView(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(axisItems={"bottom": UpwardLabelAxis("bottom")})
         self.plot.setBackground("w")
         self.plot.invertY(True)
-        self.plot.setAspectLocked(True)
-        self.plot.setLabel("left", "ground truth (action)")
-        self.plot.setLabel("bottom", "prediction (action)")
+        self.plot.setLabel("left", "ground truth")
+        self.plot.setLabel("bottom", "prediction")
         self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
-        self.plot.getAxis("left").setWidth(40)
+        for axis in ("left", "bottom"):
+            # class positions, not quantities: never "(x0.001)" on an axis
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
         layout.addWidget(self.plot)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         self.plot.addItem(self.image)
         self._texts: list[pg.TextItem] = []
         self.matrix: np.ndarray | None = None
+        self.labels: list[str] = []
+        #: the names written along the left (rows) and bottom (columns) axes
+        self.row_names: list[str] = []
+        self.column_names: list[str] = []
+        self.placeholder = pg.TextItem(EMPTY_TEXT, color="#888", anchor=(0.5, 0.5))
+        self.clear()
+
+    def clear(self) -> None:
+        """No matrix: empty axes over the unit square and a line saying how to get one."""
+        self.matrix = None
+        self.labels, self.row_names, self.column_names = [], [], []
+        self.image.clear()
+        self._remove_texts()
+        self.plot.getAxis("left").setTicks([[]])
+        self.plot.getAxis("bottom").set_names([])
+        if self.placeholder.scene() is None:
+            self.plot.addItem(self.placeholder)
+        self.placeholder.setPos(0.5, 0.5)
+        self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+
+    def _remove_texts(self) -> None:
+        for text in self._texts:
+            self.plot.removeItem(text)
+        self._texts = []
 
     def set_matrix(self, matrix: np.ndarray, labels: Sequence[str]) -> None:
         """Show a (C, C) count matrix; ``labels`` name the classes along both axes."""
         matrix = np.asarray(matrix, dtype=np.float64)
         self.matrix = matrix
+        self.labels = [str(label) for label in labels]
+        if self.placeholder.scene() is not None:
+            self.plot.removeItem(self.placeholder)
         rows = matrix.sum(axis=1, keepdims=True)
         normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
         self.image.setImage(normalised, autoLevels=False, levels=(0, 1))
-        for text in self._texts:
-            self.plot.removeItem(text)
-        self._texts = []
+        self._remove_texts()
         n = len(matrix)
-        if n <= 20:
+        if n <= READABLE_CLASSES:
             for i in range(n):
                 for j in range(n):
                     if matrix[i, j]:
@@ -51,9 +134,11 @@ class ConfusionView(QWidget):
                         text.setPos(j + 0.5, i + 0.5)
                         self.plot.addItem(text)
                         self._texts.append(text)
-        ticks = [(i + 0.5, str(label)[:14]) for i, label in enumerate(labels)]
-        if n > 20:
-            ticks = ticks[:: max(1, n // 20)]
-        for axis in ("left", "bottom"):
-            self.plot.getAxis(axis).setTicks([ticks])
+        step = 1 if n <= READABLE_CLASSES else -(-n // NAMED_WHEN_CROWDED)
+        shown = list(range(0, n, step))
+        ticks = [(i + 0.5, short_name(self.labels[i])) for i in shown]
+        self.plot.getAxis("left").setTicks([ticks])
+        self.plot.getAxis("bottom").set_names(ticks)
+        self.row_names = self.column_names = [name for _, name in ticks]
         self.plot.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
+        self.setToolTip("\n".join(f"{i + 1}: {name}" for i, name in enumerate(self.labels)))

@@ -453,10 +453,9 @@ class ReplayTab(QWidget):
             f"accuracy {100 * result['accuracy']:.1f}% ({correct}/{n})"
             + (f", {len(result['failed'])} unreadable" if result["failed"] else "")
         )
-        # Action numbers on the axes (names and even A-codes do not fit under a column); the
-        # tooltip names them.
+        # The model's class names on the axes; the tooltip adds each one's NTU action code.
         codes = [f"A{c + 1:03d}" for c in result["classes"]]
-        self.confusion.set_matrix(result["confusion"], [str(c + 1) for c in result["classes"]])
+        self.confusion.set_matrix(result["confusion"], result["labels"])
         self.confusion.setToolTip(
             "\n".join(f"{code}: {name}" for code, name in zip(codes, result["labels"]))
         )

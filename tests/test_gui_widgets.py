@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("PySide6", reason="the gui extra is not installed")
 
+import pyqtgraph as pg  # noqa: E402
+
 from gui.confusion import ConfusionView  # noqa: E402
 from gui.curves import Curves  # noqa: E402
 from gui.prob_bars import ProbBars  # noqa: E402
@@ -360,3 +362,51 @@ def test_deleting_a_tab_while_its_thread_winds_down_does_not_abort():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "survived" in done.stdout, done.stderr[-2000:]
+
+
+def test_empty_confusion_view_has_plain_axes_and_says_what_fills_it(qtbot):
+    """Before any evaluation: the unit square with no tick labels and no SI scale factor on the
+    axes (it showed a -500..500 "x0.001" axis), and a line saying how to get a matrix."""
+    view = ConfusionView()
+    qtbot.addWidget(view)
+    view.resize(600, 300)
+    view.show()
+    qtbot.wait(20)
+    (x0, x1), (y0, y1) = view.plot.viewRange()
+    assert -0.1 <= x0 < x1 <= 1.1 and -0.1 <= y0 < y1 <= 1.1
+    for name in ("left", "bottom"):
+        axis = view.plot.getAxis(name)
+        assert axis.autoSIPrefixScale == 1.0 and axis.labelUnitPrefix == ""
+    assert any(
+        isinstance(item, pg.TextItem) and "evaluate a folder" in item.toPlainText()
+        for item in view.plot.getPlotItem().items
+    )
+    view.set_matrix(np.eye(2, dtype=int), ["wave hand", "bow"])
+    assert not any(
+        isinstance(i, pg.TextItem) and "evaluate" in i.toPlainText()
+        for i in view.plot.getPlotItem().items
+    )
+
+
+def test_replay_confusion_matrix_is_labelled_with_class_names(qtbot):
+    """The Replay tab's folder evaluation names the classes on both axes of the confusion
+    matrix (it wrote action numbers there)."""
+    from gui.replay_tab import ReplayTab
+
+    tab = ReplayTab()
+    qtbot.addWidget(tab)
+    names = ["drink water", "a name longer than the axis can hold"]
+    tab._show_evaluation(
+        {
+            "count": 3,
+            "correct": 2,
+            "accuracy": 2 / 3,
+            "confusion": np.array([[1, 1], [0, 1]]),
+            "labels": names,
+            "classes": [0, 41],
+            "failed": [],
+        }
+    )
+    assert tab.confusion.row_names == ["drink water", "a name longer tha…"]
+    assert tab.confusion.column_names == tab.confusion.row_names
+    assert "A042: a name longer than the axis can hold" in tab.confusion.toolTip()
