@@ -7,6 +7,12 @@ API directly (``k4abt_tracker_create``, ``k4abt_tracker_enqueue_capture``,
 (metres, NTU axes, mirrored colour/depth pixels from the calibration, confidence -> tracking
 state). A missing library raises one `XmkdError` sentence; nothing here ever exits the process.
 
+The tracker configuration struct has the Body Tracking SDK 1.1 layout (``processing_mode``,
+``gpu_device_id``, ``model_path``; 1.0 had a ``cpu_only_mode`` flag in its place), so an SDK
+older than 1.1 is refused where its version can be read (the Linux soname ``libk4abt.so.1.0``,
+the Windows DLL's file version). The processing mode is chosen per source with ``?bt=MODE``
+(``kinect:0?bt=cpu``, ``mkv:FILE.mkv?bt=cpu``).
+
 Captures come either from pyk4a (its capture capsule holds a ``k4a_capture_t*``) or, for MKV
 playback without a device, are assembled from depth + IR arrays with libk4a's image API.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,10 +55,14 @@ SENSOR_ORIENTATIONS = {"default": 0, "clockwise90": 1, "counterclockwise90": 2, 
 #: generous: sizeof(k4a_calibration_t) is about 1 KiB; the tracker only reads it
 CALIBRATION_BUFFER_BYTES = 4096
 
+#: the tracker configuration struct below is this SDK version's layout (1.1.2 is the last release)
+MIN_SDK_VERSION = (1, 1)
 SDK_HINT = (
-    "install the Azure Kinect Body Tracking SDK (libk4abt, with libk4a from the Sensor SDK) or "
-    "point XMKD_K4ABT_LIB at libk4abt.so / k4abt.dll"
+    "install the Azure Kinect Body Tracking SDK >= 1.1 (libk4abt, with libk4a from the Sensor "
+    "SDK) or point XMKD_K4ABT_LIB at libk4abt.so / k4abt.dll"
 )
+#: what to try when the GPU tracker cannot start: the per-source option, not a CLI flag
+CPU_HINT = "use CPU tracking with the source option ?bt=cpu (e.g. kinect:0?bt=cpu, mkv:FILE?bt=cpu)"
 
 
 class k4a_float3_t(ctypes.Structure):  # noqa: N801 - the C names
@@ -80,6 +91,7 @@ class k4abt_skeleton_t(ctypes.Structure):  # noqa: N801
 
 
 class k4abt_tracker_configuration_t(ctypes.Structure):  # noqa: N801
+    # Body Tracking SDK 1.1 layout (k4abttypes.h); see MIN_SDK_VERSION
     _fields_ = [
         ("sensor_orientation", ctypes.c_int),
         ("processing_mode", ctypes.c_int),
@@ -97,6 +109,86 @@ class TrackerConfig:
     gpu_device_id: int = 0
     model_path: str | None = None  # None: the SDK's default (full) model
     timeout_ms: int = K4A_WAIT_INFINITE
+
+    def __post_init__(self) -> None:
+        self.processing_mode = choose(
+            self.processing_mode, PROCESSING_MODES, "the body tracking option bt"
+        )
+        self.sensor_orientation = choose(
+            self.sensor_orientation, SENSOR_ORIENTATIONS, "the sensor orientation"
+        )
+
+
+def choose(value: str, choices: dict[str, int], what: str) -> str:
+    """``value`` (any case) when it is a key of ``choices``, else one sentence listing them."""
+    key = str(value).strip().lower()
+    if key not in choices:
+        raise XmkdError(f"{what}={value!r} is not one of {', '.join(choices)}")
+    return key
+
+
+def require_tracking_depth(depth_mode: str) -> None:
+    """Body tracking reads depth + IR images: refuse depth modes without depth in one sentence."""
+    if depth_mode.upper() not in DEPTH_MODE_IDS:
+        raise XmkdError(
+            f"body tracking needs depth images, which depth mode {depth_mode!r} does not give: "
+            f"choose one of {', '.join(DEPTH_MODE_IDS)} or turn skeletons off with bodies=0"
+        )
+
+
+def sdk_version_of(library: Any) -> tuple[int, int] | None:
+    """(major, minor) of a loaded libk4abt when its file tells it, else None.
+
+    Linux packages name the library by version (``libk4abt.so.1.1`` from libk4abt1.1, a path may
+    be a symlink to ``libk4abt.so.1.1.2``); Windows DLLs carry a file version resource."""
+    name = getattr(library, "_name", None)
+    if not isinstance(name, str):
+        return None  # not a CDLL (tests pass fakes)
+    names = [name]
+    if os.path.exists(name):
+        names.append(os.path.realpath(name))
+    for candidate in names:
+        match = re.search(r"k4abt\.so\.(\d+)\.(\d+)", os.path.basename(candidate))
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    if sys.platform.startswith("win"):
+        return _windows_file_version(getattr(library, "_handle", None))
+    return None
+
+
+def _windows_file_version(handle: int | None) -> tuple[int, int] | None:
+    """(major, minor) from the version resource of the loaded DLL ``handle``, or None."""
+    if not handle:
+        return None
+    try:
+        kernel32, version = ctypes.WinDLL("kernel32"), ctypes.WinDLL("version")  # type: ignore[attr-defined]
+        path = ctypes.create_unicode_buffer(32768)
+        if not kernel32.GetModuleFileNameW(ctypes.c_void_p(handle), path, len(path)):
+            return None
+        size = version.GetFileVersionInfoSizeW(path, None)
+        data = ctypes.create_string_buffer(size)
+        if not size or not version.GetFileVersionInfoW(path, 0, size, data):
+            return None
+        info, length = ctypes.c_void_p(), ctypes.c_uint()
+        if not version.VerQueryValueW(data, "\\", ctypes.byref(info), ctypes.byref(length)):
+            return None
+        # VS_FIXEDFILEINFO: dwSignature, dwStrucVersion, dwFileVersionMS (major << 16 | minor)
+        ms = ctypes.cast(info, ctypes.POINTER(ctypes.c_uint32))[2]
+        return ms >> 16, ms & 0xFFFF
+    except (AttributeError, OSError):
+        return None
+
+
+def require_sdk_version(library: Any) -> None:
+    """Refuse a Body Tracking SDK older than 1.1, whose tracker configuration has another layout
+    (passing it the 1.1 struct would misconfigure or crash the tracker)."""
+    found = sdk_version_of(library)
+    if found is not None and found < MIN_SDK_VERSION:
+        raise XmkdError(
+            f"{library._name} is Body Tracking SDK {found[0]}.{found[1]}, but xmkd passes the "
+            f"tracker configuration of SDK >= {MIN_SDK_VERSION[0]}.{MIN_SDK_VERSION[1]}; "
+            "install Body Tracking SDK 1.1 or newer (1.1.2 is the last release)"
+        )
 
 
 def skeleton_arrays(skeleton: k4abt_skeleton_t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,10 +311,12 @@ class BodyTracker:
         libraries: tuple[Any, Any] | None = None,
     ):
         self.config = config or TrackerConfig()
+        require_tracking_depth(depth_mode)
         self.calibration = Calibration.from_json(calibration_json, depth_mode, color_resolution)
         if libraries is None:
             k4a = load_library("XMKD_K4A_LIB", ["k4a"], "the Azure Kinect Sensor SDK (libk4a)")
             k4abt = load_library("XMKD_K4ABT_LIB", ["k4abt"], "the Body Tracking SDK (libk4abt)")
+            require_sdk_version(k4abt)
         else:
             k4a, k4abt = libraries
         _declare(k4a, k4abt)
@@ -254,7 +348,7 @@ class BodyTracker:
         if result != K4A_RESULT_SUCCEEDED:
             raise XmkdError(
                 "the Body Tracking SDK could not create a tracker (processing mode "
-                f"{self.config.processing_mode!r}: check the GPU driver/CUDA or use --bt-mode cpu)"
+                f"{self.config.processing_mode!r}): check the GPU driver and CUDA, or {CPU_HINT}"
             )
 
     # ---- tracking -------------------------------------------------------------------------

@@ -11,9 +11,11 @@ sync cables: one ``master``, the others ``subordinate`` (each with its own
 ``subordinate_delay_usec``, e.g. 160 us apart so the depth lasers do not interfere); subordinates
 are started before the master, as the SDK requires.
 
-Spec: ``kinect[:INDEX[,INDEX...]][?resolution=720P&depth=NFOV_UNBINNED&fps=30&sync=...&bodies=1]``
-(``sync=master`` for the first device of a list, subordinates for the others, when several are
-given and ``sync`` is not set).
+Spec: ``kinect[:INDEX[,INDEX...]][?resolution=720P&depth=NFOV_UNBINNED&fps=30&sync=...&bodies=1
+&bt=gpu]`` (``sync=master`` for the first device of a list, subordinates for the others, when
+several are given and ``sync`` is not set). ``bt`` is the Body Tracking SDK's processing mode:
+gpu (the SDK's default), cpu, cuda, tensorrt or directml; ``bt=cpu`` tracks without a GPU.
+``depth=PASSIVE_IR`` gives no depth, so it needs ``bodies=0``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from capture.bodytracking import BodyTracker, TrackerConfig
+from capture.bodytracking import BodyTracker, TrackerConfig, require_tracking_depth
 from capture.calibration import COLOR_RESOLUTIONS, DEPTH_MODES, Calibration
 from capture.source import Frame, Source, option_bool, option_num
 from xmkd.errors import XmkdError, require
@@ -81,6 +83,8 @@ class KinectConfig:
             raise XmkdError("3072P colour and WFOV_UNBINNED depth run at 15 fps at most")
         if self.wired_sync not in SYNC_MODES:
             raise XmkdError(f"sync mode {self.wired_sync!r} is not one of {SYNC_MODES}")
+        if self.bodies:  # PASSIVE_IR has no depth to track bodies in
+            require_tracking_depth(self.depth_mode)
 
     def to_pyk4a(self, pyk4a: Any) -> Any:
         """The pyk4a ``Config`` of these settings."""
@@ -268,14 +272,14 @@ def kinect_sources(
         "synchronized_images_only": option_bool(options, "synchronized", True),
         "bodies": option_bool(options, "bodies", True),
     }
-    bt_mode = options.pop("bt", None)
+    bt_mode = options.pop("bt", None)  # k4abt processing mode: gpu | cpu | cuda | tensorrt | ...
     sources: list[KinectSource] = []
     for k, index in enumerate(indices):
         if sync:
             mode = sync
         else:
             mode = "standalone" if len(indices) == 1 else ("master" if k == 0 else "subordinate")
-        tracker = TrackerConfig(processing_mode=bt_mode) if bt_mode else TrackerConfig()
+        tracker = TrackerConfig() if bt_mode is None else TrackerConfig(processing_mode=bt_mode)
         config = KinectConfig(
             wired_sync=mode,
             subordinate_delay_usec=SUBORDINATE_DELAY_STEP_USEC * k if mode == "subordinate" else 0,

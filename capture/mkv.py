@@ -35,7 +35,9 @@ def _track_of(container: Any, title: str) -> Any | None:
 
 
 class MKVSource(Source):
-    """Plays an Azure Kinect MKV: ``mkv:PATH[?realtime=1&bodies=1&mirror=1&camera=N]``."""
+    """Plays an Azure Kinect MKV: ``mkv:PATH[?realtime=1&bodies=1&mirror=1&camera=N&bt=gpu]``
+    (``bt``: the Body Tracking SDK's processing mode, gpu | cpu | cuda | tensorrt | directml;
+    ``bt=cpu`` tracks without a GPU)."""
 
     kind = "azure-kinect-recording"
 
@@ -71,6 +73,9 @@ class MKVSource(Source):
             "bodies": option_bool(options, "bodies", True),
             "mirror": option_bool(options, "mirror", True),
         }
+        bt_mode = options.pop("bt", None)
+        if bt_mode is not None:
+            kwargs["tracker_config"] = TrackerConfig(processing_mode=bt_mode)
         kwargs.update(overrides)
         return cls(arg, camera=camera, **kwargs)
 

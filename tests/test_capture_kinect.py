@@ -125,3 +125,110 @@ def test_config_validation_and_unconnected_device(monkeypatch, calibration_raw):
     install_fake_pyk4a(monkeypatch, [FakeDeviceSpec()], calibration_raw)
     with pytest.raises(XmkdError, match="#3 is not connected"):
         open_source("kinect:3?bodies=0").open()
+
+
+# ---- body tracking options and SDK checks (issue 9, section 5) --------------------------------
+MKV = "azure-kinect-720p-nfov-1capture.mkv"
+BT_MODES = "gpu, cpu, cuda, tensorrt, directml"
+
+
+def _fake_tracker_libs(monkeypatch, libs):
+    real_init = BodyTracker.__init__
+    monkeypatch.setattr(
+        BodyTracker,
+        "__init__",
+        lambda self, *a, **k: real_init(self, *a, **{**k, "libraries": (libs, libs)}),
+    )
+
+
+def _one_sentence(message: str) -> None:
+    assert "\n" not in message and message.count(". ") == 0 and "Traceback" not in message
+
+
+def test_bt_option_chooses_the_processing_mode_of_a_device(monkeypatch, calibration_raw):
+    install_fake_pyk4a(monkeypatch, [FakeDeviceSpec(frames=2)], calibration_raw)
+    libs = FakeK4ALibs(lambda n: [])
+    _fake_tracker_libs(monkeypatch, libs)
+    src = open_source("kinect:0?bt=CPU")
+    assert src.config.tracker.processing_mode == "cpu"
+    with src:
+        pass
+    assert libs.tracker_config[1] == 1  # K4ABT_TRACKER_PROCESSING_MODE_CPU
+    for bad in ("kinect:0?bt=fast", "kinect:0,1?bt="):
+        with pytest.raises(XmkdError) as err:
+            open_sources(bad)
+        assert f"is not one of {BT_MODES}" in str(err.value) and "bt=" in str(err.value)
+        _one_sentence(str(err.value))
+
+
+def test_bt_option_chooses_the_processing_mode_of_mkv_playback(monkeypatch, kinect_dir):
+    libs = FakeK4ALibs(lambda n: [(7, standing_body(), np.full(32, 3))])
+    _fake_tracker_libs(monkeypatch, libs)
+    with open_source(f"mkv:{kinect_dir / MKV}?bt=cpu") as src:
+        frames = list(src)
+    assert frames[0].bodies[0].id == 7
+    assert src.tracker_config.processing_mode == "cpu" and libs.tracker_config[1] == 1
+    with open_source(f"mkv:{kinect_dir / MKV}") as src:  # no option: the SDK's default, GPU
+        list(src)
+    assert libs.tracker_config[1] == 0
+    with pytest.raises(XmkdError, match=f"bt='directx' is not one of {BT_MODES}"):
+        open_source(f"mkv:{kinect_dir / MKV}?bt=directx")
+
+
+def test_a_tracker_that_cannot_start_names_the_real_cpu_switch(monkeypatch, calibration_raw):
+    libs = FakeK4ALibs(lambda n: [])
+    monkeypatch.setattr(libs, "k4abt_tracker_create", lambda *a: 1, raising=False)
+    with pytest.raises(XmkdError) as err:
+        BodyTracker(calibration_raw, libraries=(libs, libs))
+    message = str(err.value)
+    assert "?bt=cpu" in message and "kinect:0?bt=cpu" in message and "--bt-mode" not in message
+    assert "\n" not in message
+
+
+def test_passive_ir_with_body_tracking_is_one_sentence(monkeypatch, calibration_raw):
+    valid = "NFOV_2X2BINNED, NFOV_UNBINNED, WFOV_2X2BINNED, WFOV_UNBINNED"
+    with pytest.raises(XmkdError, match=f"PASSIVE_IR' does not give: choose one of {valid}"):
+        KinectConfig(depth_mode="PASSIVE_IR", fps=15)
+    assert KinectConfig(depth_mode="passive_ir", fps=15, bodies=False).depth_mode == "PASSIVE_IR"
+    with pytest.raises(XmkdError, match="bodies=0"):
+        open_source("kinect:0?depth=PASSIVE_IR&fps=15")
+    libs = FakeK4ALibs(lambda n: [])
+    with pytest.raises(XmkdError, match="needs depth images"):  # a KeyError before
+        BodyTracker(calibration_raw, "PASSIVE_IR", libraries=(libs, libs))
+
+
+class _NamedLib(FakeK4ALibs):
+    """A fake library that says which file it was loaded from, as a ctypes.CDLL does."""
+
+    def __init__(self, name: str):
+        super().__init__(lambda n: [])
+        self._name = name
+
+
+def test_body_tracking_sdk_older_than_1_1_is_refused(monkeypatch, tmp_path, calibration_raw):
+    from capture import bodytracking as bt
+
+    real = tmp_path / "libk4abt.so.1.0.0"
+    real.write_bytes(b"")
+    (tmp_path / "libk4abt.so").symlink_to(real)
+    cases = {
+        "libk4abt.so.1.0": (1, 0),  # the soname find_library returns
+        str(tmp_path / "libk4abt.so"): (1, 0),  # XMKD_K4ABT_LIB pointing at the symlink
+        "/usr/lib/x86_64-linux-gnu/libk4abt.so.1.1.2": (1, 1),
+        "libk4abt.so.2.0": (2, 0),
+        "/opt/custom/libk4abt_build.so": None,  # cannot tell: the 1.1 layout is assumed
+    }
+    for name, version in cases.items():
+        assert bt.sdk_version_of(_NamedLib(name)) == version, name
+    assert bt.sdk_version_of(FakeK4ALibs(lambda n: [])) is None
+    old = _NamedLib("libk4abt.so.1.0")
+    monkeypatch.setattr(bt, "load_library", lambda env, names, what: old)
+    with pytest.raises(XmkdError) as err:
+        BodyTracker(calibration_raw)
+    message = str(err.value)
+    assert "libk4abt.so.1.0 is Body Tracking SDK 1.0" in message and ">= 1.1" in message
+    assert old.tracker_config is None and "\n" not in message  # refused before the tracker
+    new = _NamedLib("libk4abt.so.1.1")
+    monkeypatch.setattr(bt, "load_library", lambda env, names, what: new)
+    with BodyTracker(calibration_raw, config=bt.TrackerConfig(processing_mode="cpu")):
+        assert new.tracker_config[1] == 1
