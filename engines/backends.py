@@ -31,7 +31,7 @@ import hashlib
 import importlib.util
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,9 @@ class ModelSource:
     #: A TensorRT engine file from ``xmkd export --format tensorrt``: the tensorrt backend runs
     #: it as is; the others run the ``.onnx`` beside it.
     plan_path: Path | None = None
+    #: Told what takes time while the model is made ready (the ONNX export of a checkpoint:
+    #: 25-30 s on 2 CPU cores, silent before), one line per call; None: nothing is said.
+    progress: Callable[[str], None] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelSource:
@@ -147,7 +150,7 @@ class ModelSource:
             raise XmkdError(f"these students need windows of {fixed} frames, not {self.window}")
         return ensemble
 
-    def onnx_file(self) -> Path:
+    def onnx_file(self, purpose: str = "onnxruntime") -> Path:
         """The ONNX file of this ensemble: the given one, or a checked export of the checkpoint
         cached under ``$XMKD_CACHE/onnx`` (keyed by the checkpoint's bytes, window and rule)."""
         if self.onnx_path is not None:
@@ -164,6 +167,17 @@ class ModelSource:
         ).hexdigest()[:24]
         target = cache_dir() / "onnx" / f"{stem}-{digest}.onnx"
         if not target.is_file():
+            say = self.progress or (lambda text: None)
+            timing = target.parent / "last-export-seconds"
+            try:  # the last export on this machine is the best estimate of the next one
+                estimate = f"about {float(timing.read_text()):.0f} s"
+            except (OSError, ValueError):
+                estimate = "10-30 s on a small CPU"
+            say(
+                f"exporting {self.checkpoint or 'the students'} to ONNX for {purpose} "
+                f"({estimate}, once; cached at {target})"
+            )
+            start = time.perf_counter()
             export_checked(
                 self.ensemble(),
                 target,
@@ -176,7 +190,14 @@ class ModelSource:
                     "class_names": list(self.class_names),
                     "input_spec": self.spec.to_dict(),
                 },
+                progress=lambda stage: say(f"  {stage} ..."),
             )
+            seconds = time.perf_counter() - start
+            say(f"exported in {seconds:.1f} s")
+            try:
+                timing.write_text(f"{seconds:.1f}\n")
+            except OSError:  # only an estimate for next time
+                pass
         self.onnx_path = target
         return target
 
@@ -371,7 +392,7 @@ class TensorRTBackend(Backend):
         if source.plan_path is not None:
             plan, self.plan_path = source.plan_path.read_bytes(), source.plan_path
         else:
-            path = source.onnx_file()
+            path = source.onnx_file("TensorRT")
             profile = profile_for_onnx(path, source.window, max_batch=self.max_batch)
             plan, self.plan_path, self.built_now = build_or_load_engine(
                 path,

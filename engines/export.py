@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -178,8 +178,12 @@ def export_onnx(
     dynamic_window: bool | None = None,
     exporter: Exporter = "dynamo",
     metadata: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export students (or an :class:`Ensemble`) to ``path`` as one FP32 ONNX model.
+
+    ``progress(stage)`` is told each stage as it starts ("tracing", "writing"): an export takes
+    tens of seconds on a small CPU and a caller may want to say so.
 
     ``dynamic_window`` None means "when the architecture allows" (no student fixes the window).
     ``metadata`` (class names, input spec, ...) is stored as JSON in the file's metadata_props.
@@ -208,7 +212,9 @@ def export_onnx(
     example = torch.randn(2, 3, window, 25, persons, generator=torch.Generator().manual_seed(0))
     tmp = path.with_name(f".{path.name}.tmp")
     old_level = logging.getLogger("torch.onnx").level
+    say = progress or (lambda stage: None)
     try:
+        say("tracing")
         with torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter is deprecated (a warning on every call) but still supported.
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -252,6 +258,7 @@ def export_onnx(
                 )
             else:
                 raise XmkdError(f"unknown exporter {exporter!r} (use dynamo or torchscript)")
+        say("writing")
         proto = onnx.load(str(tmp))
         written = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
         if written != opset:
@@ -440,6 +447,7 @@ def export_checked(
     persons: int = 2,
     fp16: bool = False,
     real_inputs: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
     **kwargs: Any,
 ) -> ExportResult:
     """:func:`export_onnx` then :func:`check_parity` (FP32 always; also the FP16 file if asked).
@@ -450,7 +458,11 @@ def export_checked(
     path = Path(path)
     ensemble = as_ensemble(model, rule)
     fp32_path = path.with_name(path.stem + ".fp32.onnx") if fp16 else path
-    result = export_onnx(ensemble, fp32_path, window, rule=rule, persons=persons, **kwargs)
+    result = export_onnx(
+        ensemble, fp32_path, window, rule=rule, persons=persons, progress=progress, **kwargs
+    )
+    if progress:
+        progress("parity check")
     inputs = random_windows(window, result.dynamic_batch, result.dynamic_window, persons)
     result.parity = check_parity(ensemble, fp32_path, inputs, real_inputs, "fp32", rule)
     if fp16:

@@ -133,3 +133,61 @@ def test_gui_display_check():
     check_display({"QT_QPA_PLATFORM": "offscreen"}, nothing, "linux")
     check_display({"WAYLAND_DISPLAY": "wayland-0"}, nothing, "linux")
     check_display({}, nothing, "win32")
+
+
+# --- xmkd live with a checkpoint: the ONNX export is announced ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> Path:
+    import torch
+
+    from xmkd.checkpoint import make_checkpoint, save_checkpoint
+    from xmkd.models import build_student
+    from xmkd.preprocess import default_input_spec
+
+    torch.manual_seed(0)
+    students = [("stgcn", {"width": 0.125}, build_student("stgcn", 6, width=0.125))]
+    spec = default_input_spec("stgcn", window=16, fit="resize", center="frame", num_persons=1)
+    path = tmp_path_factory.mktemp("ckpt") / "students.pt"
+    classes = [f"action {i}" for i in range(6)]
+    save_checkpoint(path, make_checkpoint("students", students, classes, spec.to_dict()))
+    return path
+
+
+def test_live_with_a_checkpoint_announces_the_onnx_export(
+    small_checkpoint, tiny_session, tmp_path, monkeypatch, capsys
+):
+    """`xmkd live --checkpoint X.pt --engine onnxruntime` was silent for 25-30 s while it
+    exported the checkpoint; it now says what it does, with the stages, and how long it took."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setenv("XMKD_CACHE", str(tmp_path / "cache"))
+    sample = sorted((tiny_session / "skeletons").glob("*.skeleton"))[0]
+    args = [
+        "live",
+        "--checkpoint",
+        str(small_checkpoint),
+        "--source",
+        f"ntu:{sample}?realtime=0&video=0",
+        "--engine",
+        "onnxruntime",
+    ]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[0].startswith(f"exporting {small_checkpoint} to ONNX for onnxruntime (")
+    cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and f"once; cached at {cached[0]})" in lines[0]
+    assert [line.strip() for line in lines[1:4]] == [
+        "tracing ...",
+        "writing ...",
+        "parity check ...",
+    ]
+    assert lines[4].startswith("exported in ") and "engine onnxruntime-cpu" in out
+    # the second run reuses the cached file, says nothing about exporting, and the estimate
+    # of a next export is the time this one took
+    assert main(args) == 0
+    assert "exporting" not in capsys.readouterr().err
+    seconds = float((tmp_path / "cache" / "onnx" / "last-export-seconds").read_text())
+    assert seconds > 0

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from engines.choices import BACKEND_CHOICES, SMOOTHING_CHOICES
+from xmkd.commands import _args as A
+
+EVERY = A.int_range(1, 10000, "frames between two predictions")
+#: the EMA weight of the newest prediction: 0 would never change, 1 is no smoothing
+ALPHA = A.float_range(0.0, 1.0, lo_open=True, why="1 = no smoothing")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,11 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--checkpoint",
-        type=Path,
+        type=A.as_path(A.existing_file),
         required=True,
         help="students checkpoint (xmkd distill), or an .onnx / TensorRT .plan from xmkd export",
     )
-    p.add_argument("--source", default="synthetic", help="capture source spec (default synthetic)")
+    p.add_argument(
+        "--source",
+        type=A.source_spec,
+        default="synthetic",
+        help="capture source spec (default synthetic)",
+    )
     p.add_argument(
         "--engine",
         choices=BACKEND_CHOICES,
@@ -38,11 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inference engine (default auto: TensorRT where installed with a GPU, else the "
         "faster of ONNX Runtime and PyTorch, timed on this model at start)",
     )
-    p.add_argument("--every", type=int, default=5, help="classify every k-th frame (default 5)")
-    p.add_argument("--top", type=int, default=5, help="classes printed per prediction (default 5)")
+    p.add_argument("--every", type=EVERY, default=5, help="classify every k-th frame (default 5)")
+    p.add_argument(
+        "--top", type=A.positive_int, default=5, help="classes printed per prediction (default 5)"
+    )
     p.add_argument(
         "--history",
-        type=int,
+        type=A.window_int,
         help="frames per classified clip (default: the model's window for padded inputs, else 90)",
     )
     p.add_argument(
@@ -52,17 +63,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="temporal smoothing of probabilities (default ema)",
     )
     p.add_argument(
-        "--alpha", type=float, default=0.5, help="EMA weight of the newest prediction (0.5)"
+        "--alpha", type=ALPHA, default=0.5, help="EMA weight of the newest prediction (0.5)"
     )
     p.add_argument("--fp16", action="store_true", help="FP16 TensorRT engine")
     p.add_argument(
-        "--max-seconds", type=float, help="stop after this many seconds (default: end of source)"
+        "--max-seconds",
+        type=A.positive_float,
+        help="stop after this many seconds (default: end of source)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import queue
+    import sys
     import time
 
     from capture.source import open_source
@@ -77,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top,
     )
     source = ModelSource.from_file(args.checkpoint)
+    # a checkpoint is exported to ONNX once for onnxruntime (tens of seconds): say so, on stderr
+    source.progress = lambda text: print(text, file=sys.stderr, flush=True)
     backend = open_backend(args.engine, source, "fp16" if args.fp16 else "fp32")
     backend.warm_up()
     print(
