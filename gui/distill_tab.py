@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from gui.curves import Curves
 from gui.workers import JsonLinesProcess, xmkd_command
+from xmkd.errors import XmkdError
 
 ARCH_CHOICES = ("stgcn", "hcn", "stgcn + hcn (alternating)")
 LOSS_CHOICES = (
@@ -45,6 +46,9 @@ LOSS_CHOICES = (
     "full supervision",
 )
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+#: The preset choice that lets the data decide, as ``xmkd distill`` does without ``--preset``.
+PRESET_FROM_DATA = "from the data"
+PRESET_CHOICES = (PRESET_FROM_DATA, "paper", "synthetic")
 
 
 def format_eta(seconds: float | None) -> str:
@@ -67,6 +71,8 @@ def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
 class DistillTab(QWidget):
     #: path of the exported model (ONNX) after a successful export
     exported = Signal(str)
+    #: path of the students checkpoint after a distillation ended successfully
+    trained = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, program: tuple[str, list[str]] | None = None):
         super().__init__(parent)
@@ -146,12 +152,17 @@ class DistillTab(QWidget):
         )
         form.addRow("deterministic", self.deterministic)
         self.preset = QComboBox()
-        self.preset.addItems(["paper", "synthetic"])
+        self.preset.addItems(PRESET_CHOICES)
         self.preset.setToolTip(
             "defaults of xmkd distill: the paper's (ST-GCN 200 epochs, batch 16, 300-frame "
-            "windows) or CPU-sized for the synthetic data"
+            "windows) or CPU-sized for the synthetic data; 'from the data': synthetic for "
+            "synthetic sessions, else the paper's"
         )
         form.addRow("preset", self.preset)
+        self.preset_note = QLabel("")
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setStyleSheet("color: #555;")
+        form.addRow("", self.preset_note)
         self.split = QComboBox()
         self.split.addItems(["student_train", "all", "teacher_train"])
         self.split.setToolTip(
@@ -225,7 +236,14 @@ class DistillTab(QWidget):
         self.out_browse.clicked.connect(self._browse_out)
         self.loss.currentIndexChanged.connect(self._update_buttons)
         self.out_dir.textChanged.connect(self._update_buttons)
+        for signal in (
+            self.preset.currentIndexChanged,
+            self.data_kind.currentIndexChanged,
+            self.data_path.textChanged,
+        ):
+            signal.connect(self._show_preset)
         self._update_buttons()
+        self._show_preset()
 
     # ---- settings --------------------------------------------------------------------------
     def persistent_widgets(self) -> dict[str, QWidget]:
@@ -269,15 +287,41 @@ class DistillTab(QWidget):
         best = Path(self.out_dir.text()) / "best.pt"
         return best if best.is_file() else self.last_checkpoint()
 
+    def data_paths(self) -> tuple[list[str], str | None]:
+        """(session folders, packed NTU folder or None) of the form."""
+        paths = [p.strip() for p in self.data_path.text().split(";") if p.strip()]
+        if self.data_kind.currentText() == "sessions":
+            return paths, None
+        return [], (paths[0] if paths else None)
+
+    def chosen_preset(self) -> tuple[str, str]:
+        """The preset the run will use and why: the one picked here, or (``from the data``)
+        the one ``xmkd distill`` chooses for the selected data. Raises the XmkdError of a
+        session folder that cannot be read."""
+        if self.preset.currentText() != PRESET_FROM_DATA:
+            return self.preset.currentText(), "chosen here"
+        from xmkd.commands._train_common import choose_preset
+
+        sessions, packed = self.data_paths()
+        return choose_preset(None, sessions, packed)
+
+    @Slot()
+    def _show_preset(self) -> None:
+        try:
+            preset, why = self.chosen_preset()
+        except XmkdError as exc:
+            self.preset_note.setText(f"preset: chosen when the data can be read ({exc})")
+            return
+        self.preset_note.setText(f"preset {preset}: {why}")
+
     def distill_args(self, resume: bool = False) -> list[str]:
         """The ``xmkd distill`` arguments for the form (progress as JSON lines on stdout)."""
         args = ["distill"]
-        paths = [p.strip() for p in self.data_path.text().split(";") if p.strip()]
-        if self.data_kind.currentText() == "sessions":
-            if paths:
-                args += ["--sessions", *paths]
-        elif paths:
-            args += ["--packed", paths[0]]
+        sessions, packed = self.data_paths()
+        if sessions:
+            args += ["--sessions", *sessions]
+        elif packed:
+            args += ["--packed", packed]
         if self.labels.text().strip():
             args += ["--labels", self.labels.text().strip()]
         args += ["--students", *self.students()]
@@ -298,7 +342,8 @@ class DistillTab(QWidget):
             args += ["--precision", self.precision.currentText()]
         if self.deterministic.isChecked():
             args += ["--deterministic"]
-        args += ["--preset", self.preset.currentText(), "--split", self.split.currentText()]
+        # The preset is always explicit: the run uses what the form says it will.
+        args += ["--preset", self.chosen_preset()[0], "--split", self.split.currentText()]
         args += shlex.split(self.extra.text())
         args += ["--progress-json", "-"]
         if resume:
@@ -327,6 +372,9 @@ class DistillTab(QWidget):
             args = self.distill_args(resume)
         except ValueError as exc:  # unbalanced quotes in "more flags"
             self.error.setText(f"more flags: {exc}")
+            return
+        except XmkdError as exc:  # a data folder that is not a session
+            self.error.setText(f"data: {exc}")
             return
         self._run("distill", args)
         self.progress.setFormat("resuming…" if resume else "starting…")
@@ -430,6 +478,8 @@ class DistillTab(QWidget):
                 self.progress.setValue(1000)
                 self.progress.setFormat("finished: ready to export")
                 self.eta.setText("ETA 0:00")
+                if self.export_checkpoint().is_file():
+                    self.trained.emit(str(self.export_checkpoint()))
             else:
                 self.progress.setValue(1000)
                 self.progress.setFormat(f"{kind} done")

@@ -31,8 +31,12 @@ def test_command_line_follows_the_form(qtbot, tmp_path):
     tab = DistillTab()
     qtbot.addWidget(tab)
     tab.data_kind.setCurrentText("sessions")
-    tab.data_path.setText("rec/a; rec/b")
-    tab.labels.setText("labels.npz")
+    for name in ("a", "b"):  # the CLI checks that its paths exist
+        (tmp_path / name).mkdir()
+    (tmp_path / "labels.npz").write_bytes(b"")
+    tab.data_path.setText(f"{tmp_path / 'a'}; {tmp_path / 'b'}")
+    tab.preset.setCurrentText("paper")  # (empty folders: no data to choose it from)
+    tab.labels.setText(str(tmp_path / "labels.npz"))
     tab.arch.setCurrentIndex(2)  # stgcn + hcn alternating
     tab.k.setValue(3)
     tab.loss.setCurrentIndex(2)  # KL
@@ -41,7 +45,8 @@ def test_command_line_follows_the_form(qtbot, tmp_path):
     tab.out_dir.setText(str(tmp_path / "run"))
     tab.extra.setText("--lr 0.05")
     args = tab.distill_args()
-    assert args[:3] == ["distill", "--sessions", "rec/a"] and "rec/b" in args
+    assert args[:3] == ["distill", "--sessions", str(tmp_path / "a")]
+    assert str(tmp_path / "b") in args
     assert args[args.index("--students") + 1 :][:3] == ["stgcn", "hcn", "stgcn"]
     assert args[args.index("--supervision") + 1] == "kl" and "--no-mutual" in args
     assert args[args.index("--tau") + 1] == "4" and args[args.index("--epochs") + 1] == "5"
@@ -145,3 +150,38 @@ def test_progress_events_drive_bar_eta_and_curves(qtbot):
     assert tab.curves.data[("validation accuracy", "ensemble_mean")] == ([1.0, 2.0], [0.3, 0.4])
     tab.on_event({"event": "end", "best": 0.4, "best_epoch": 2, "checkpoint": "run/best.pt"})
     assert tab.best_checkpoint == "run/best.pt" and "best 40.0% (epoch 2)" in tab.rate.text()
+
+
+def test_preset_defaults_to_what_the_data_calls_for(qtbot, tmp_path):
+    """A new form chooses the preset from the selected data, as ``xmkd distill`` does: the
+    CPU-sized one for synthetic sessions (it defaulted to the paper's: hours on a CPU), the
+    paper's for packed NTU RGB+D; the note beside it says which and why, and the command line
+    carries it."""
+    from xmkd.synth.generator import SynthConfig, generate
+
+    session = tmp_path / "synth"
+    generate(SynthConfig(classes=2, subjects=(1,), views=(1,), repetitions=1, frames=8), session)
+    tab = DistillTab()
+    qtbot.addWidget(tab)
+    tab.data_kind.setCurrentText("sessions")
+    tab.data_path.setText(str(session))
+    args = tab.distill_args()
+    assert args[args.index("--preset") + 1] == "synthetic"
+    assert "preset synthetic" in tab.preset_note.text() and "synthetic" in tab.preset_note.text()
+
+    tab.data_kind.setCurrentText("packed NTU")
+    tab.data_path.setText(str(tmp_path / "ntu60"))
+    assert tab.distill_args()[tab.distill_args().index("--preset") + 1] == "paper"
+    assert tab.preset_note.text().startswith("preset paper")
+
+    tab.data_kind.setCurrentText("sessions")
+    tab.data_path.setText(str(tmp_path / "missing"))
+    assert "missing" in tab.preset_note.text()
+    tab.out_dir.setText(str(tmp_path / "run"))
+    tab.start_button.click()  # one sentence naming the folder, and no job
+    assert not tab.job.is_running() and tab.error.text().startswith("data: ")
+    assert "missing" in tab.error.text()
+
+    tab.preset.setCurrentText("paper")  # an explicit choice wins
+    tab.data_path.setText(str(session))
+    assert tab.distill_args()[tab.distill_args().index("--preset") + 1] == "paper"
