@@ -2,7 +2,8 @@
 
 Each module in :mod:`xmkd.commands` adds its own subcommand through ``register(subparsers)``;
 modules import their heavy dependencies inside their ``run`` function so ``xmkd --help`` is quick.
-Errors the user can act on (:class:`xmkd.errors.XmkdError`) are printed as one sentence.
+Option values are checked when they are parsed (:mod:`xmkd.commands._args`); errors the user can
+act on (:class:`xmkd.errors.XmkdError`) are printed as one sentence.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pkgutil
 import sys
 
 from xmkd import __version__, commands
+from xmkd.commands._args import XmkdArgumentParser
 from xmkd.errors import XmkdError
 
 DESCRIPTION = """\
@@ -26,7 +28,9 @@ Data flows one way:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # every subcommand's parser is an XmkdArgumentParser too (argparse makes subparsers of the
+    # parent's class): a bad option value is one line naming the option, exit code 2
+    parser = XmkdArgumentParser(
         prog="xmkd", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"xmkd {__version__}")

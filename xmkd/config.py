@@ -18,6 +18,8 @@ References for the defaults:
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,39 @@ ENSEMBLES = ("mean", "max")
 MODALITIES = ("rgb", "rgbdiff", "flow")
 #: training precisions: float32 throughout, or the forward pass autocast to bfloat16 (CUDA)
 PRECISIONS = ("fp32", "bf16")
+KL_DIRECTIONS = ("target_first", "student_first")
+
+
+# The checks below give the Python API (and the GUI, which builds these configs) the same bounds
+# the command line checks when it parses (xmkd.commands._args): a bad value fails here, with the
+# field's name, instead of as a NaN loss or a traceback deep in training.
+def _check_int(name: str, value: Any, lo: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
+        raise ValueError(f"{name} must be an integer of at least {lo}, got {value!r}")
+
+
+def _check_float(
+    name: str,
+    value: Any,
+    lo: float,
+    hi: float = math.inf,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+) -> None:
+    if optional and value is None:
+        return
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > lo if lo_open else value >= lo)
+    ok = ok and (value < hi if hi_open else value <= hi)
+    if not ok:
+        if hi == math.inf:
+            bound = f"{'>' if lo_open else '>='} {lo:g}"
+        else:
+            bound = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 @dataclass
@@ -53,6 +88,13 @@ class OptimConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         self.milestones = [int(m) for m in self.milestones]
+        for m in self.milestones:
+            _check_int("a milestone", m, 0)
+        _check_float("lr", self.lr, 0.0, lo_open=True)
+        _check_float("momentum", self.momentum, 0.0, 1.0)
+        _check_float("weight_decay", self.weight_decay, 0.0)
+        _check_float("gamma", self.gamma, 0.0, lo_open=True)
+        _check_float("clip_grad_norm", self.clip_grad_norm, 0.0)
 
 
 @dataclass(frozen=True)
@@ -89,6 +131,9 @@ class DataConfig:
     labels: str | None = None
     #: data loader worker processes (0: load in the training process)
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("num_workers", self.num_workers, 0)
 
 
 @dataclass
@@ -151,6 +196,21 @@ class DistillConfig:
             raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.kl_direction not in KL_DIRECTIONS:
+            raise ValueError(
+                f"kl_direction must be one of {KL_DIRECTIONS}, got {self.kl_direction!r}"
+            )
+        # tau = 0 divides the logits by zero: NaN losses from the first step
+        _check_float("kd_tau", self.kd_tau, 0.0, lo_open=True)
+        _check_float("mutual_tau", self.mutual_tau, 0.0, lo_open=True)
+        # noise 1 would leave no correct label
+        _check_float("noise", self.noise, 0.0, 1.0, hi_open=True)
+        _check_int("epochs", self.epochs, 1, optional=True)
+        _check_int("batch_size", self.batch_size, 1, optional=True)
+        _check_int("eval_every", self.eval_every, 0)
+        _check_int("log_every", self.log_every, 1)
+        _check_int("seed", self.seed, 0)
+        _check_int("noise_seed", self.noise_seed, 0)
         if self.noise and self.supervision != "full":
             raise ValueError("label noise (Table 1) applies to full supervision only")
         if len(self.student_kwargs) not in (1, len(self.students)):
@@ -259,6 +319,15 @@ class TeacherConfig:
             self.optim = OptimConfig(**self.optim)
         if isinstance(self.data, dict):
             self.data = DataConfig(**self.data)
+        _check_int("num_segments", self.num_segments, 1)
+        _check_float("dropout", self.dropout, 0.0, 1.0, hi_open=True, optional=True)
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        _check_int("crop_size", self.crop_size, 1)
+        _check_int("scale_size", self.scale_size, 1, optional=True)
+        for scale in self.scales or ():
+            _check_float("a crop scale", scale, 0.0, 1.0, lo_open=True)
 
     @classmethod
     def for_modality(cls, modality: str, **overrides: Any) -> TeacherConfig:
@@ -290,6 +359,11 @@ class LabelConfig:
     save_every: int = 20
     num_workers: int = 0
 
+    def __post_init__(self) -> None:
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("save_every", self.save_every, 1)
+        _check_int("num_workers", self.num_workers, 0)
+
 
 @dataclass
 class EvalConfig:
@@ -301,6 +375,14 @@ class EvalConfig:
     ensembles: list[str] = field(default_factory=lambda: ["mean", "max"])
     top_k: int = 5
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("top_k", self.top_k, 1)
+        _check_int("num_workers", self.num_workers, 0)
+        unknown = [e for e in self.ensembles if e not in ENSEMBLES]
+        if unknown:
+            raise ValueError(f"ensembles must be among {ENSEMBLES}, got {unknown}")
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> str:

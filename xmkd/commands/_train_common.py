@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from xmkd.commands import _args as A
 from xmkd.ntu.splits import SPLIT_CHOICES
 
 
@@ -14,6 +15,7 @@ def add_data_args(p: argparse.ArgumentParser, split: str, video: bool = False) -
     g.add_argument(
         "--sessions",
         nargs="+",
+        type=A.existing_dir,
         default=[],
         metavar="DIR",
         help="session folder(s) in the recordings layout (xmkd record / xmkd synth)",
@@ -21,6 +23,7 @@ def add_data_args(p: argparse.ArgumentParser, split: str, video: bool = False) -
     if not video:
         g.add_argument(
             "--packed",
+            type=A.existing_dir,
             default=None,
             metavar="DIR",
             help="packed NTU RGB+D folder (xmkd prepare-ntu) instead of sessions",
@@ -45,10 +48,16 @@ def add_run_args(p: argparse.ArgumentParser, training: bool = False) -> None:
     g = p.add_argument_group("running")
     g.add_argument(
         "--device",
+        type=A.device_name,
         default=None,
         help="cpu, cuda, cuda:N (default: auto, the GPU when there is one)",
     )
-    g.add_argument("--workers", type=int, default=None, help="data loader worker processes")
+    g.add_argument(
+        "--workers",
+        type=A.workers_int,
+        default=None,
+        help="data loader worker processes (0: load in the main process)",
+    )
     if training:
         g.add_argument(
             "--deterministic",
@@ -66,6 +75,7 @@ def add_run_args(p: argparse.ArgumentParser, training: bool = False) -> None:
         )
     g.add_argument(
         "--progress-json",
+        type=A.out_file_or_stdout,
         default=None,
         metavar="PATH|-",
         help="also write progress events as JSON lines to PATH, or stdout with '-' "
@@ -74,12 +84,8 @@ def add_run_args(p: argparse.ArgumentParser, training: bool = False) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def parse_floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
-
-
-def parse_ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+#: --milestones: epochs (at least 1) after which the lr steps; checked when parsed
+parse_ints = A.int_list(1, "10,50")
 
 
 def choose_preset(

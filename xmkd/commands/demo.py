@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
+
 DESCRIPTION = """\
 Run the whole cross-modal distillation pipeline on synthetic paired data and print a short table:
   1. generate synthetic (video, skeleton) pairs (preset default: 2400 clips of 10 actions; tiny:
@@ -27,29 +29,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", choices=("default", "tiny"), default="default")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", type=A.out_dir, default="runs/demo")
     p.add_argument(
         "--sessions",
         nargs="+",
+        type=A.existing_dir,
         default=[],
         metavar="DIR",
         help="use these synthetic sessions instead of generating",
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=A.positive_int,
         default=None,
         help="student epochs (default: the synthetic preset's, 12)",
     )
     p.add_argument(
         "--teacher-epochs",
-        type=int,
+        type=A.positive_int,
         default=None,
         help="teacher epochs (default: the synthetic preset's, 30)",
     )
     p.add_argument("--arch", choices=("stgcn", "hcn"), default="stgcn")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=A.seed_int, default=0)
+    p.add_argument("--device", type=A.device_name, default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
 from xmkd.commands._train_common import (
     add_data_args,
     add_run_args,
@@ -51,9 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs)")
+    p.add_argument(
+        "--out",
+        type=A.out_dir,
+        required=True,
+        metavar="RUN_DIR",
+        help="run folder (checkpoints, logs)",
+    )
     p.add_argument(
         "--labels",
+        type=A.existing_file,
         default=None,
         metavar="FILE",
         help="teacher label cache from `xmkd label` (not needed with --supervision full)",
@@ -85,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--students",
         nargs="+",
+        type=student_archs,
         default=None,
         metavar="ARCH",
         help="architectures, one per student: stgcn stgcn, or comma-separated stgcn,hcn "
@@ -96,14 +105,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("stgcn", "hcn"),
         help="architecture of every student (with --k)",
     )
-    s.add_argument("--k", type=int, default=None, help="number of students (with --arch)")
+    s.add_argument("--k", type=STUDENT_COUNT, default=None, help="number of students (with --arch)")
     s.add_argument(
         "--width",
-        type=float,
+        type=A.width_float,
         default=None,
         help="channel width multiplier of every student (1 = reference)",
     )
-    s.add_argument("--window", type=int, default=None, help="frames per input window")
+    s.add_argument("--window", type=A.window_int, default=None, help="frames per input window")
     s.add_argument(
         "--fit",
         choices=("pad", "resize", "crop_resize"),
@@ -128,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tau",
         "--kd-tau",
         dest="tau",
-        type=float,
+        type=A.tau_float,
         default=None,
         help="KL temperature (default 10)",
     )
@@ -146,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="eq. 6's mutual term between students (default on)",
     )
-    lo.add_argument("--mutual-tau", type=float, default=None, help="mutual temperature (10)")
+    lo.add_argument("--mutual-tau", type=A.tau_float, default=None, help="mutual temperature (10)")
     lo.add_argument(
         "--mutual-tau-squared",
         action=argparse.BooleanOptionalAction,
@@ -161,15 +170,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lo.add_argument(
         "--noise",
-        type=float,
+        type=A.fraction,
         default=None,
         help="fraction of random wrong labels, with --supervision full (Table 1)",
     )
-    lo.add_argument("--noise-seed", type=int, default=None)
+    lo.add_argument("--noise-seed", type=A.seed_int, default=None)
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=None)
-    o.add_argument("--batch-size", type=int, default=None, help="global batch size")
-    o.add_argument("--lr", type=float, default=None, help="initial lr of every student")
+    o.add_argument("--epochs", type=A.positive_int, default=None)
+    o.add_argument("--batch-size", type=A.positive_int, default=None, help="global batch size")
+    o.add_argument("--lr", type=A.lr_float, default=None, help="initial lr of every student")
     o.add_argument(
         "--milestones",
         type=parse_ints,
@@ -177,10 +186,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="E1,E2",
         help="epochs after which an SGD student's lr is x0.1",
     )
-    o.add_argument("--seed", type=int, default=None)
-    o.add_argument("--eval-every", type=int, default=None, help="validate every N epochs")
+    o.add_argument("--seed", type=A.seed_int, default=None)
+    o.add_argument("--eval-every", type=A.nonneg_int, default=None, help="validate every N epochs")
     add_run_args(p, training=True)
+    A.add_check(p, check_students)
     p.set_defaults(func=run)
+
+
+ARCHS = ("stgcn", "hcn")
+STUDENT_COUNT = A.int_range(
+    1, A.MAX_STUDENTS, "the paper trains up to 4; each student adds a whole model to every step"
+)
+
+
+def student_archs(text: str) -> str:
+    """One --students value: architectures, comma-separated (split again in build_config)."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ARCHS]
+    if not names or unknown:
+        A.fail(f"must be architectures among {', '.join(ARCHS)}, got {text!r}")
+    return text
+
+
+def check_students(args: argparse.Namespace) -> None:
+    """Options that are only wrong together: the number of students, and a window HCN cannot
+    take (its two temporal poolings and fixed-size fc layers need a multiple of 16 frames)."""
+    if args.students:
+        archs = [a.strip() for s in args.students for a in s.split(",") if a.strip()]
+        if len(archs) > A.MAX_STUDENTS:
+            A.fail(f"argument --students: at most {A.MAX_STUDENTS} students, got {len(archs)}")
+    else:
+        archs = [args.arch or "stgcn"]
+    if args.window is not None and "hcn" in archs and args.window % 16:
+        A.fail(f"argument --window: HCN students need a multiple of 16 frames, got {args.window}")
 
 
 def build_config(args: argparse.Namespace, base=None):

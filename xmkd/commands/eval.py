@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
 from xmkd.commands._train_common import add_data_args, add_run_args
 
 DESCRIPTION = """\
@@ -24,11 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a students checkpoint (best.pt or last.pt of xmkd distill)")
+    p.add_argument(
+        "checkpoint",
+        type=A.existing_file,
+        help="a students checkpoint (best.pt or last.pt of xmkd distill)",
+    )
     add_data_args(p, split="test")
-    p.add_argument("--out", default=None, metavar="DIR", help="where the reports go")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument(
+        "--out", type=A.out_dir, default=None, metavar="DIR", help="where the reports go"
+    )
+    p.add_argument("--batch-size", type=A.positive_int, default=64)
+    p.add_argument(
+        "--top-k", type=A.positive_int, default=5, help="top-k accuracy (capped at the classes)"
+    )
     add_run_args(p)
     p.set_defaults(func=run)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
+
+from xmkd.commands import _args as A
+
+#: torch writes opsets from 17 (the least with the ops the students need) to 23
+OPSET = A.int_range(17, 23, "torch exports opsets 17 to 23")
+MAX_BATCH = A.int_range(1, 4096, "the TensorRT profile's largest batch")
+WORKSPACE_MB = A.int_range(1, 1 << 20, "MB of GPU memory; 1048576 is a terabyte")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,16 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "TensorRT version, precision and shape profile)."
         ),
     )
-    p.add_argument("checkpoint", type=Path, help="a students checkpoint (xmkd distill)")
+    p.add_argument(
+        "checkpoint", type=A.as_path(A.existing_file), help="a students checkpoint (xmkd distill)"
+    )
     p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx", help="default onnx")
     p.add_argument(
         "--out",
-        type=Path,
+        type=A.as_path(A.out_file),
         help="output file (default: the checkpoint's name with .onnx, or .plan for tensorrt)",
     )
     p.add_argument(
         "--window",
-        type=int,
+        type=A.window_int,
         help="frames per window of the example input (default: the checkpoint's input spec)",
     )
     p.add_argument(
@@ -47,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("mean", "max"),
         help="how student probabilities combine (default: the checkpoint's rule, else mean)",
     )
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset, at least 17 (default 18)")
+    p.add_argument("--opset", type=OPSET, default=18, help="ONNX opset, at least 17 (default 18)")
     p.add_argument(
         "--exporter",
         choices=("dynamo", "torchscript"),
@@ -58,16 +66,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--check-data",
         nargs="+",
+        type=A.existing_path,
         metavar="PATH",
         help="NTU .skeleton files or folders to check the export on real windows as well",
     )
     p.add_argument(
-        "--max-batch", type=int, default=8, help="TensorRT profile's largest batch (default 8)"
+        "--max-batch",
+        type=MAX_BATCH,
+        default=8,
+        help="TensorRT profile's largest batch (default 8)",
     )
     p.add_argument(
-        "--workspace-mb", type=int, default=1024, help="TensorRT builder workspace (default 1024)"
+        "--workspace-mb",
+        type=WORKSPACE_MB,
+        default=1024,
+        help="TensorRT builder workspace (default 1024)",
     )
+    A.add_check(p, check_opset)
     p.set_defaults(func=run)
+
+
+def check_opset(args: argparse.Namespace) -> None:
+    """The opsets each of torch's exporters writes (torch 2.x)."""
+    if args.exporter == "dynamo" and args.opset < 18:
+        A.fail(
+            f"argument --opset: the dynamo exporter writes opset 18 or newer, got {args.opset} "
+            "(use --exporter torchscript for opset 17)"
+        )
+    if args.exporter == "torchscript" and args.opset > 20:
+        A.fail(
+            f"argument --opset: the torchscript exporter writes opsets 17 to 20, got {args.opset}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

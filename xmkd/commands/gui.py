@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
+from xmkd.commands import _args as A
+
 TABS = ("record", "distill", "live", "replay")
 
 #: The shared libraries Qt's xcb platform plugin (PySide6 6.5 and newer: libqxcb.so and
@@ -101,6 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--settings",
+        type=A.out_file,
         metavar="FILE",
         help="keep settings in this INI file instead of the user's settings store "
         "(also $XMKD_GUI_SETTINGS)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
 from xmkd.commands._train_common import add_data_args, add_run_args
 
 DESCRIPTION = """\
@@ -24,11 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--teacher", required=True, metavar="CKPT", help="teacher checkpoint")
-    p.add_argument("--out", required=True, metavar="FILE", help="label cache to write/extend")
+    p.add_argument(
+        "--teacher", type=A.existing_file, required=True, metavar="CKPT", help="teacher checkpoint"
+    )
+    p.add_argument(
+        "--out", type=A.out_file, required=True, metavar="FILE", help="label cache to write/extend"
+    )
     add_data_args(p, split="student_train", video=True)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--save-every", type=int, default=20, help="rewrite the file every N batches")
+    p.add_argument("--batch-size", type=A.positive_int, default=32)
+    p.add_argument(
+        "--save-every", type=A.positive_int, default=20, help="rewrite the file every N batches"
+    )
     add_run_args(p)
     p.set_defaults(func=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
+
 DESCRIPTION = """\
 Record unlabeled paired data into a session of the recordings layout (recordings/README.md):
 each clip is an NTU-named pair SsssCcccPpppRrrrA000 (.skeleton + _rgb.avi + timestamps + optical
@@ -30,6 +32,12 @@ recording stops cleanly when free disk space falls below --min-free-mb.
 """
 
 
+#: NTU sample names give setup, camera, performer and replication three digits each
+NTU_NUMBER = A.int_range(1, 999, "NTU names give it three digits")
+SECONDS = A.float_range(0.0, 3600.0, lo_open=True, why="seconds, at most an hour per clip")
+JPEG_QUALITY = A.int_range(1, 100, "OpenCV's JPEG quality scale")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "record",
@@ -40,27 +48,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--source",
         action="append",
+        type=A.source_spec,
         required=True,
         help="a source (repeat for several devices), see above",
     )
-    p.add_argument("--out", default="recordings", help="recordings folder (default recordings/)")
+    p.add_argument(
+        "--out",
+        type=A.out_dir,
+        default="recordings",
+        help="recordings folder (default recordings/)",
+    )
     p.add_argument(
         "--session",
+        type=A.folder_name,
         default=None,
         help="session folder name inside --out (default: the date and time); an "
         "existing session is continued",
     )
-    p.add_argument("--setup", type=int, required=True, help="NTU setup number S (1..999)")
-    p.add_argument("--performer", type=int, required=True, help="NTU performer number P")
+    p.add_argument("--setup", type=NTU_NUMBER, required=True, help="NTU setup number S (1..999)")
+    p.add_argument("--performer", type=NTU_NUMBER, required=True, help="NTU performer number P")
     p.add_argument(
         "--replication",
-        type=int,
+        type=NTU_NUMBER,
         default=1,
         help="first replication number R; each clip counts up (default 1)",
     )
     p.add_argument(
         "--camera",
-        type=int,
+        type=NTU_NUMBER,
         default=1,
         help="NTU camera id of the first device; further devices count up",
     )
@@ -68,25 +83,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--takes", dest="mode", action="store_const", const="takes")
     mode.add_argument("--continuous", dest="mode", action="store_const", const="continuous")
     mode.add_argument("--by-presence", dest="mode", action="store_const", const="presence")
-    p.add_argument("--clip-seconds", type=float, default=10.0, help="clip length (default 10)")
+    p.add_argument("--clip-seconds", type=SECONDS, default=10.0, help="clip length (default 10)")
     p.add_argument(
         "--stride",
-        type=float,
+        type=SECONDS,
         default=None,
         help="continuous: seconds between clip starts (default: --clip-seconds)",
     )
     p.add_argument(
-        "--min-seconds", type=float, default=1.0, help="by-presence: shortest clip kept (default 1)"
+        "--min-seconds",
+        type=A.nonneg_float,
+        default=1.0,
+        help="by-presence: shortest clip kept (default 1)",
     )
     p.add_argument(
         "--gap",
-        type=float,
+        type=A.positive_float,
         default=0.5,
         help="by-presence: seconds without a body that end a clip (default 0.5)",
     )
     p.add_argument(
         "--seconds",
-        type=float,
+        type=A.positive_float,
         default=None,
         help="stop after this many seconds (default: when the sources end or Ctrl+C)",
     )
@@ -98,10 +116,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--flow-method", choices=("dis", "tvl1"), default="dis")
     p.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default="fast")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="video JPEG quality (default 90)")
+    p.add_argument(
+        "--jpeg-quality", type=JPEG_QUALITY, default=90, help="video JPEG quality (default 90)"
+    )
     p.add_argument(
         "--min-free-mb",
-        type=float,
+        type=A.nonneg_float,
         default=1024.0,
         help="stop recording below this much free disk space (default 1024)",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
+
 DESCRIPTION = """\
 After a crash, power loss or kill of `xmkd record`, the frames recorded so far are in
 <session>/partial/ as half-second chunks. This turns every partial clip into a normal clip of the
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("session", help="the session folder (recordings/<session>)")
+    p.add_argument("session", type=A.existing_dir, help="the session folder (recordings/<session>)")
     p.add_argument(
         "--flow-preset",
         choices=("ultrafast", "fast", "medium"),

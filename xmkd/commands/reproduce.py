@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
+
 DESCRIPTION = """\
 Run the protocol of Thoker & Gall's Tables 1-5 and write a Markdown report with our numbers
 beside the paper's: the teacher's accuracy on Student-Train; ST-GCN with full supervision and
@@ -25,6 +27,30 @@ The report says what came out, in whatever order; nothing is tuned to match the 
 """
 
 
+SEEDS = A.int_range(1, 100, "each seed repeats every run of the protocol")
+
+
+def run_keys() -> list[str]:
+    """Every run key of the protocol (xmkd.reproduce.protocol_runs), for --only."""
+    from xmkd.reproduce import protocol_runs
+
+    return [r.key for r in protocol_runs()]
+
+
+def check_only(args: argparse.Namespace) -> None:
+    """--quick runs a subset of the protocol: --only must name runs of that subset."""
+    if args.quick and args.only:
+        from xmkd.reproduce import protocol_runs
+
+        quick = [r.key for r in protocol_runs(quick=True)]
+        outside = [k for k in args.only.split(",") if k.strip() and k.strip() not in quick]
+        if outside:
+            A.fail(
+                f"argument --only: {', '.join(outside)} not among the --quick runs "
+                f"({', '.join(quick)})"
+            )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reproduce",
@@ -33,31 +59,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dataset", choices=("synthetic", "ntu60"), default="synthetic")
-    p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
+    p.add_argument(
+        "--out",
+        type=A.out_dir,
+        default="runs/reproduce",
+        help="output folder (default runs/reproduce)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny data, 1 epoch, a subset of runs")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per run (mean ± std reported)")
+    p.add_argument("--seeds", type=SEEDS, default=1, help="seeds per run (mean ± std reported)")
     p.add_argument("--synth-preset", choices=("default", "tiny"), default="default")
     p.add_argument(
         "--sessions",
         nargs="+",
+        type=A.existing_dir,
         default=[],
         metavar="DIR",
         help="existing synthetic session(s) instead of generating",
     )
-    p.add_argument("--packed", default=None, metavar="DIR", help="ntu60: packed NTU folder")
-    p.add_argument("--labels", default=None, metavar="FILE", help="ntu60: teacher label cache")
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (override)")
-    p.add_argument("--teacher-epochs", type=int, default=None)
-    p.add_argument("--student-width", type=float, default=None)
-    p.add_argument("--teacher-width", type=float, default=None)
+    p.add_argument(
+        "--packed",
+        type=A.existing_dir,
+        default=None,
+        metavar="DIR",
+        help="ntu60: packed NTU folder",
+    )
+    p.add_argument(
+        "--labels",
+        type=A.existing_file,
+        default=None,
+        metavar="FILE",
+        help="ntu60: teacher label cache",
+    )
+    p.add_argument("--epochs", type=A.positive_int, default=None, help="student epochs (override)")
+    p.add_argument("--teacher-epochs", type=A.positive_int, default=None)
+    p.add_argument("--student-width", type=A.width_float, default=None)
+    p.add_argument("--teacher-width", type=A.width_float, default=None)
     p.add_argument(
         "--only",
+        type=A.keep_text(A.name_list(run_keys, "run keys")),
         default=None,
         metavar="KEYS",
         help="comma-separated run keys (e.g. stgcn_ce,stgcn_ce_k2)",
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=A.device_name, default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    A.add_check(p, check_only)
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
+
 DESCRIPTION = """\
 Generate synthetic paired data in the recordings layout: simulated subjects perform parametric
 actions seen by NTU-like cameras (C001 front, C002/C003 at +-45 degrees); each clip is an NTU
@@ -21,6 +23,13 @@ presets:
 """
 
 
+CLASSES = A.int_range(1, 60, "the synthetic motions cover NTU's 60 daily actions")
+REPETITIONS = A.int_range(1, 100, "100 repetitions of 10 classes are 120,000 clips")
+#: frames per synthetic clip: SynthConfig needs 8; 1000 frames are 100 s at its 10 fps (NTU
+#: clips have at most 300 frames at 30 fps) and a clip is rendered in one worker's memory
+FRAMES = A.int_range(8, 1000, "100 s at the synthetic 10 fps")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "synth",
@@ -29,18 +38,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", choices=("tiny", "default"), default="default")
-    p.add_argument("--out", required=True, help="session folder to create (e.g. recordings/synth)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--classes", type=int, default=None, help="number of classes, 1..60")
     p.add_argument(
-        "--repetitions", type=int, default=None, help="repetitions per subject/view/class"
+        "--out",
+        type=A.out_dir,
+        required=True,
+        help="session folder to create (e.g. recordings/synth)",
     )
-    p.add_argument("--frames", type=int, default=None, help="frames per clip")
+    p.add_argument("--seed", type=A.seed_int, default=None, help="random seed (default 0)")
+    p.add_argument("--classes", type=CLASSES, default=None, help="number of classes, 1..60")
+    p.add_argument(
+        "--repetitions", type=REPETITIONS, default=None, help="repetitions per subject/view/class"
+    )
+    p.add_argument("--frames", type=FRAMES, default=None, help="frames per clip")
     flow = p.add_mutually_exclusive_group()
     flow.add_argument("--flow", dest="flow", action="store_true", default=None,
                       help="also write optical flow JPEGs (DIS)")  # fmt: skip
     flow.add_argument("--no-flow", dest="flow", action="store_false", help="write no flow")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=A.int_range(1, A.MAX_WORKERS), default=None,
                    help="worker processes (default: CPU count, at most 8)")  # fmt: skip
     p.set_defaults(func=run)
 

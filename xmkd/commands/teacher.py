@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xmkd.commands import _args as A
 from xmkd.commands._train_common import (
     add_data_args,
     add_run_args,
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--out", required=True, metavar="RUN_DIR")
+    t.add_argument("--out", type=A.out_dir, required=True, metavar="RUN_DIR")
     t.add_argument("--modality", choices=("rgbdiff", "rgb", "flow"), default="rgbdiff")
     t.add_argument(
         "--preset",
@@ -68,18 +69,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     m = t.add_argument_group("model and optimisation (override the preset)")
     m.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None)
-    m.add_argument("--width", type=float, default=None, help="backbone width multiplier")
-    m.add_argument("--segments", type=int, default=None, help="TSN segments per clip")
-    m.add_argument("--crop-size", type=int, default=None, help="network input side in pixels")
+    m.add_argument("--width", type=A.width_float, default=None, help="backbone width multiplier")
+    m.add_argument("--segments", type=SEGMENTS, default=None, help="TSN segments per clip")
+    m.add_argument("--crop-size", type=CROP_SIZE, default=None, help="network input side in pixels")
     m.add_argument(
         "--pretrained",
+        type=A.existing_file,
         default=None,
         metavar="FILE",
         help="ImageNet ResNet weights (torchvision state_dict file) to start from",
     )
-    m.add_argument("--epochs", type=int, default=None)
-    m.add_argument("--batch-size", type=int, default=None)
-    m.add_argument("--lr", type=float, default=None)
+    m.add_argument("--epochs", type=A.positive_int, default=None)
+    m.add_argument("--batch-size", type=A.positive_int, default=None)
+    m.add_argument("--lr", type=A.lr_float, default=None)
     m.add_argument("--milestones", type=parse_ints, default=None, metavar="E1,E2")
     m.add_argument(
         "--schedule",
@@ -87,10 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="lr schedule (TSN: step at the milestones)",
     )
-    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--seed", type=A.seed_int, default=None)
     add_run_args(t, training=True)
     t.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+SEGMENTS = A.int_range(1, 64, "TSN trains with 3 segments and tests with 25")
+CROP_SIZE = A.int_range(16, 1024, "pixels of the square input; ImageNet models use 224")
 
 
 def build_config(args: argparse.Namespace):
