@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xmkd.commands import _args as A
+
 
 @dataclass(frozen=True)
 class Inspector:
@@ -178,7 +180,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "every frame, body and joint field)."
         ),
     )
-    p.add_argument("file", type=Path, help="the file (or folder) to inspect")
+    p.add_argument("file", type=A.as_path(A.existing_path), help="the file (or folder) to inspect")
     p.add_argument("--json", action="store_true", help="print the full content as JSON")
     p.set_defaults(func=run)
 

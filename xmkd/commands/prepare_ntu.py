@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+
+from xmkd.commands import _args as A
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the end and left out."
         ),
     )
-    p.add_argument("--skeletons", type=Path, required=True, help="folder of .skeleton files")
+    p.add_argument(
+        "--skeletons",
+        type=A.as_path(A.existing_dir),
+        required=True,
+        help="folder of .skeleton files",
+    )
     p.add_argument(
         "--benchmark",
         choices=("xsub60", "xview60", "xsub120", "xset120"),
@@ -31,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="NTU-60 cross-subject/cross-view or NTU-120 cross-subject/cross-setup (default "
         "xsub60)",
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=A.as_path(A.out_dir), required=True, help="output folder")
     p.add_argument(
         "--selection",
         choices=("motion", "first"),
@@ -42,12 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=A.int_range(1, A.MAX_WORKERS, "reader processes"),
         default=os.cpu_count() or 1,
         help="parallel reader processes (default: all cores)",
     )
     p.add_argument(
         "--teacher-subjects",
+        type=A.keep_text(A.int_list(1, "1,4,8")),
         help="comma-separated x-sub training subjects for Teacher-Train (the rest are "
         "Student-Train); default: every other one of the sorted training subjects "
         "(NTU-60: 1,4,8,13,15,17,19,27,31,35)",
