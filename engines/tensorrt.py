@@ -19,10 +19,12 @@ builds a new engine. Inference binds torch CUDA tensors with ``set_tensor_addres
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,12 +288,26 @@ class EngineCache:
     def store(self, key: EngineKey, plan: bytes) -> Path:
         path = self.plan_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write-then-rename so a crash never leaves a truncated plan under a valid name.
-        tmp = path.with_suffix(".plan.tmp")
-        tmp.write_bytes(plan)
-        os.replace(tmp, path)
-        path.with_suffix(".json").write_text(json.dumps(key.to_json(), indent=1))
+        # Write-then-rename so a crash never leaves a truncated plan under a valid name; each
+        # write has its own temporary file, so two builds of the same engine (two processes)
+        # cannot write into one file, and the last complete one wins.
+        _replace_atomically(path, plan)
+        _replace_atomically(path.with_suffix(".json"), json.dumps(key.to_json(), indent=1).encode())
         return path
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over
+    ``path`` (atomic on one filesystem); the temporary file never outlives a failed write."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +376,16 @@ def prepare_onnx_for(onnx_path: str | Path, plan: BuildPlan) -> Path:
         return onnx_path
     target = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
     if not target.exists() or target.stat().st_mtime < onnx_path.stat().st_mtime:
-        convert_file_to_float16(onnx_path, target)
+        # converted under a unique name, then renamed: concurrent builds never share a file
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".onnx")
+        os.close(fd)
+        try:
+            convert_file_to_float16(onnx_path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return target
 
 
@@ -438,9 +463,15 @@ class TrtRunner:
         self._lock = threading.Lock()
 
     def __call__(self, x: Any) -> Any:
+        """Run the engine on ``x``. A CUDA ``x`` may still be being computed on the caller's
+        current stream: the runner's stream waits for that work before reading it."""
         import torch
 
+        producer = torch.cuda.current_stream(self.device)
         with self._lock, torch.cuda.stream(self.stream):
+            # Everything queued on the caller's stream so far (the kernels writing x) must
+            # finish before TensorRT reads the input on this stream.
+            self.stream.wait_stream(producer)
             x = torch.as_tensor(x).to(self.device, self.input_dtype, non_blocking=True)
             x = x.contiguous()
             name_in, name_out = self.inputs[0], self.outputs[0]

@@ -282,6 +282,152 @@ def test_parser_and_builder_failures_are_reported(stgcn_onnx):
         build_serialized_engine(stgcn_onnx, ShapeProfile(), trt=trt)
 
 
+def test_two_builds_of_one_engine_never_share_a_temporary_file(tmp_path, monkeypatch):
+    """Two processes storing the same engine at once (simulated: the second store runs while the
+    first is about to rename its temporary file) both finish, and the cache holds a whole plan."""
+    cache = EngineCache(tmp_path / "cache")
+    key = EngineKey("cd" * 32, GPU.name, (9, 0), "10.13.0.35", "fp32", ShapeProfile())
+    real_replace = trt_mod.os.replace
+    interleaved = []
+
+    def replace(src, dst):
+        if not interleaved:
+            interleaved.append(src)
+            cache.store(key, b"plan-of-the-other-build")  # same key, same moment
+        real_replace(src, dst)
+
+    monkeypatch.setattr(trt_mod.os, "replace", replace)
+    path = cache.store(key, b"plan-of-this-build")  # raised FileNotFoundError before the fix
+    assert path.read_bytes() in (b"plan-of-this-build", b"plan-of-the-other-build")
+    assert cache.load(key) == path.read_bytes()
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.stem + ".json"])
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    cache = EngineCache(tmp_path / "cache")
+    key = EngineKey("ef" * 32, GPU.name, (9, 0), "10.13.0.35", "fp32", ShapeProfile())
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trt_mod.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cache.store(key, b"plan")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_fp16_conversions_of_concurrent_builds_use_their_own_files(stgcn_onnx, monkeypatch):
+    from engines import onnx_fp16
+
+    written = []
+
+    def convert(source, target):
+        written.append(str(target))
+        shutil.copyfile(source, target)
+
+    monkeypatch.setattr(onnx_fp16, "convert_file_to_float16", convert)
+    monkeypatch.setattr(onnx_fp16, "is_float16_model", lambda path: False)
+    plan = plan_build(detect_features(fake_tensorrt(**TRT11)), "fp16")
+    target = trt_mod.prepare_onnx_for(stgcn_onnx, plan)
+    assert target.name.endswith(".fp16.onnx") and target.is_file()
+    assert written and written[0] != str(target)  # written under a unique name, then renamed
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+class _FakeStream:
+    def __init__(self, name, log):
+        self.name, self.log, self.cuda_stream = name, log, id(self)
+
+    def wait_stream(self, other):
+        self.log.append(("wait", self.name, other.name))
+
+    def wait_event(self, event):
+        self.log.append(("wait_event", self.name))
+
+    def synchronize(self):
+        self.log.append(("synchronize", self.name))
+
+
+def _fake_runtime(log):
+    """The tensorrt runtime classes TrtRunner uses: one float32 input and output."""
+
+    class TensorIOMode(enum.Enum):
+        INPUT = 1
+        OUTPUT = 2
+
+    class Context:
+        def set_input_shape(self, name, shape):
+            self.shape = shape
+            return True
+
+        def get_tensor_shape(self, name):
+            return (self.shape[0], 3)
+
+        def set_tensor_address(self, name, address):
+            pass
+
+        def execute_async_v3(self, stream):
+            log.append(("execute", stream))
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return ("skeleton", "logits")[i]
+
+        def get_tensor_mode(self, name):
+            return TensorIOMode.INPUT if name == "skeleton" else TensorIOMode.OUTPUT
+
+        def get_tensor_dtype(self, name):
+            return "f32"
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, plan):
+            return Engine()
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    return types.SimpleNamespace(
+        Logger=Logger, Runtime=Runtime, TensorIOMode=TensorIOMode, float32="f32", float16="f16"
+    )
+
+
+def test_runner_waits_for_the_stream_that_produced_its_input(monkeypatch):
+    """Inputs computed on the caller's stream are read by TensorRT only after that stream's work:
+    the runner's own stream waits for it before execute_async_v3 (CUDA itself is faked)."""
+    import contextlib
+
+    log = []
+    caller = _FakeStream("caller", log)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _FakeStream("runner", log))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, device=None, **k: real_empty(*a, **k))
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)  # stays on the CPU
+    runner = trt_mod.TrtRunner(b"plan", trt=_fake_runtime(log))
+    out = runner(torch.zeros(2, 3, 32, 25, 2))
+    assert out.shape == (2, 3)
+    runner_stream = runner.stream.cuda_stream
+    assert log == [
+        ("wait", "runner", "caller"),
+        ("execute", runner_stream),
+        ("synchronize", "runner"),
+    ]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here"
 )
