@@ -10,16 +10,17 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QTabWidget, QWidget
 
 from gui.distill_tab import DistillTab
-from gui.live_tab import LiveTab
+from gui.live_tab import LiveTab, demo_students_dir
 from gui.record_tab import RecordTab
 from gui.replay_tab import ReplayTab
-from gui.settings import open_settings, restore_widgets, save_widgets
+from gui.settings import open_settings, restore_list, restore_widgets, save_widgets
 
 TAB_NAMES = ("record", "distill", "live", "replay")
 
@@ -37,8 +38,11 @@ class MainWindow(QMainWindow):
         for name, tab in zip(TAB_NAMES, self.all_tabs()):
             self.tabs.addTab(tab, name.capitalize())
         self.setCentralWidget(self.tabs)
-        # One click from a finished export to classifying with it.
-        self.distill.exported.connect(self.live.model_path.setText)
+        # One click from a finished distillation or export to classifying with it: the Live
+        # tab lists the models of the Distill tab's output folder and the demo's.
+        self.live.model_folders = lambda: [Path(self.distill.out_dir.text()), demo_students_dir()]
+        self.distill.trained.connect(self.live.offer_model)
+        self.distill.exported.connect(self.live.offer_model)
         self.distill.exported.connect(self.replay.model_path.setText)
         self.resize(1280, 800)
         self.restore()
@@ -62,6 +66,8 @@ class MainWindow(QMainWindow):
         s = self.settings
         for name, tab in zip(TAB_NAMES, self.all_tabs()):
             restore_widgets(s, name, tab.persistent_widgets())
+        self.live.recent_models = restore_list(s, "live/recent_models")
+        self.live.refresh_models()
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -81,6 +87,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         for name, tab in zip(TAB_NAMES, self.all_tabs()):
             save_widgets(s, name, tab.persistent_widgets())
+        s.setValue("live/recent_models", list(self.live.recent_models))
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
         s.setValue("window/tab", self.tabs.currentIndex())

@@ -9,10 +9,12 @@ on its own worker thread; its predictions come back to the UI as queued signals.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -41,6 +43,40 @@ from gui.workers import (
     start_in_thread,
     wait_for_thread,
 )
+
+#: What the Live tab can run: students checkpoints, exported ONNX, TensorRT engines.
+MODEL_SUFFIXES = (".pt", ".onnx", ".engine")
+#: How many models the "found" list remembers from earlier runs of the window.
+RECENT_MODELS = 10
+
+
+def demo_students_dir() -> Path:
+    """Where ``xmkd demo`` (run with its default ``--out``, from this working folder) writes
+    its students checkpoint; read from the command's own parser, not repeated here."""
+    import argparse
+
+    from xmkd.commands import demo
+
+    parser = argparse.ArgumentParser()
+    demo.register(parser.add_subparsers())
+    return Path(parser.parse_args(["demo"]).out) / "students"
+
+
+def find_models(folders: Iterable[str | Path], recent: Iterable[str | Path] = ()) -> list[Path]:
+    """The models in ``folders`` (their own files, not sub-folders) and the ``recent`` files
+    that still exist, newest first (by modification time), each once."""
+    found: dict[Path, float] = {}
+    candidates: list[Path] = [Path(p) for p in recent]
+    for folder in map(Path, folders):
+        if folder.is_dir():
+            candidates.extend(p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES)
+    for path in candidates:
+        try:
+            if path.suffix in MODEL_SUFFIXES and path.is_file():
+                found[path.resolve()] = path.stat().st_mtime
+        except OSError:  # vanished or unreadable since it was listed
+            continue
+    return sorted(found, key=lambda p: -found[p])
 
 
 class PredictionRelay(QObject):
@@ -129,6 +165,10 @@ class LiveTab(QWidget):
         self.relay: PredictionRelay | None = None
         self.predictions = 0
         self._t0 = time.monotonic()
+        #: folders searched for models (the app adds the Distill tab's output folder)
+        self.model_folders: Callable[[], list[Path]] = lambda: [demo_students_dir()]
+        #: models used or made earlier, newest first (persisted by the app)
+        self.recent_models: list[str] = []
 
         source_box = QGroupBox("Source")
         sl = QVBoxLayout(source_box)
@@ -143,6 +183,12 @@ class LiveTab(QWidget):
         self.model_browse.setFixedWidth(28)
         mrow.addWidget(self.model_path, 1)
         mrow.addWidget(self.model_browse)
+        self.models = QComboBox()
+        self.models.setToolTip(
+            "models found: the Distill tab's output, xmkd demo's students, recently used ones "
+            "(newest first)"
+        )
+        ef.addRow("found", self.models)
         ef.addRow("model", mrow)
         self.engine = QComboBox()
         self.engine.addItems(BACKEND_CHOICES)
@@ -203,6 +249,7 @@ class LiveTab(QWidget):
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.model_browse.clicked.connect(self._browse_model)
+        self.models.activated.connect(self._model_chosen)
         self.picker.message.connect(self.show_message)
         self._fps = 0.0
         self._latency_ms: float | None = None
@@ -226,6 +273,50 @@ class LiveTab(QWidget):
         if path:
             self.model_path.setText(path)
 
+    # ---- models found ------------------------------------------------------------------------
+    def refresh_models(self) -> list[Path]:
+        """List the models found, newest first; an empty model field gets the newest."""
+        found = find_models(self.model_folders(), self.recent_models)
+        self.models.blockSignals(True)
+        self.models.clear()
+        for path in found:
+            self.models.addItem(f"{path.name}  ({path.parent})", str(path))
+            self.models.setItemData(self.models.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        if not found:
+            self.models.addItem("none yet: distill, run xmkd demo, or browse", "")
+        self.models.setEnabled(bool(found))
+        current = self.model_path.text().strip()
+        index = self.models.findData(str(Path(current).resolve())) if current else -1
+        self.models.setCurrentIndex(max(index, 0))
+        self.models.blockSignals(False)
+        if found and not current:
+            self.model_path.setText(str(found[0]))
+        return found
+
+    def offer_model(self, path: str) -> None:
+        """A model just made (a distillation ended, an export): remember it, list it and make
+        it the one the next Start uses."""
+        self.remember_model(path)
+        self.model_path.setText(str(Path(path).resolve()))
+        self.refresh_models()
+
+    def remember_model(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        self.recent_models = [path] + [p for p in self.recent_models if p != path]
+        del self.recent_models[RECENT_MODELS:]
+
+    @Slot(int)
+    def _model_chosen(self, index: int) -> None:
+        path = self.models.itemData(index)
+        if path:
+            self.model_path.setText(path)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt naming)
+        # A model may have appeared since (a distillation or a demo run in a terminal).
+        if not self.is_running():
+            self.refresh_models()
+        super().showEvent(event)
+
     def is_running(self) -> bool:
         return self.worker is not None
 
@@ -241,6 +332,7 @@ class LiveTab(QWidget):
             )
             return
         self.show_message("")
+        self.remember_model(model)
         self.timeline.clear()
         self.bars.clear()
         self.predictions = 0

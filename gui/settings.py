@@ -86,3 +86,16 @@ def restore_widgets(settings: QSettings, group: str, widgets: dict[str, QWidget]
                 continue
     finally:
         settings.endGroup()
+
+
+def restore_list(settings: QSettings, key: str) -> list[str]:
+    """A list of strings stored with ``settings.setValue(key, [...])`` ([] if none). (An INI
+    file gives a one-item list back as a plain string, and an empty one as None.)"""
+    value = settings.value(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v]
+    return []

@@ -126,3 +126,50 @@ def test_live_on_the_synthetic_source(qtbot, tab, checkpoint):
     tab.start_button.click()
     wait_until(qtbot, lambda: tab.predictions >= 3, 30, "predictions on synthetic frames")
     assert tab.skeleton.body_count >= 1 and len(tab.bars.items) == 5
+
+
+def test_live_tab_offers_the_demos_model_and_the_one_just_distilled(
+    qtbot, tmp_path, monkeypatch, checkpoint
+):
+    """The Live tab lists the models found (the demo's students, the Distill tab's output, the
+    ones used before), newest first, and fills in the newest; a distillation that ends makes
+    its checkpoint the one Start uses; the list survives a restart of the window."""
+    import os
+
+    from gui.app import MainWindow
+    from gui.settings import open_settings
+
+    monkeypatch.chdir(tmp_path)  # xmkd demo's default --out is relative: runs/demo
+    demo = tmp_path / "runs" / "demo" / "students" / "best.pt"
+    demo.parent.mkdir(parents=True)
+    shutil.copy(checkpoint, demo)
+    os.utime(demo, (1_000_000_000, 1_000_000_000))  # older than the distilled one
+    settings = tmp_path / "settings.ini"
+    window = MainWindow(open_settings(settings))
+    qtbot.addWidget(window)
+    live = window.live
+    assert live.model_path.text() == str(demo.resolve())  # a new user: the demo's model
+    assert live.models.itemData(0) == str(demo.resolve())
+
+    run = tmp_path / "my_run"
+    run.mkdir()
+    window.distill.out_dir.setText(str(run))
+    distilled = run / "best.pt"
+    shutil.copy(checkpoint, distilled)
+    window.distill.trained.emit(str(distilled))
+    assert live.model_path.text() == str(distilled.resolve())
+    listed = [live.models.itemData(i) for i in range(live.models.count())]
+    assert listed == [str(distilled.resolve()), str(demo.resolve())]
+    window.close()
+
+    shutil.move(run, tmp_path / "moved")  # gone from its folder: remembered, but not there
+    elsewhere = tmp_path / "moved" / "best.pt"
+    window.distill.out_dir.setText(str(tmp_path / "other"))
+    again = MainWindow(open_settings(settings))
+    qtbot.addWidget(again)
+    listed = [again.live.models.itemData(i) for i in range(again.live.models.count())]
+    assert listed == [str(demo.resolve())] and not elsewhere.samefile(demo)
+    again.live.models.setCurrentIndex(0)
+    again.live.models.activated.emit(0)
+    assert again.live.model_path.text() == str(demo.resolve())
+    again.close()
