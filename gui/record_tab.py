@@ -261,6 +261,14 @@ class RecordTab(QWidget):
         sf.addRow("depth", self.depth_mode)
         sf.addRow("fps", self.fps)
         controls.addWidget(sensor_box)
+        # the same kinds as source_options passes each setting to
+        self.picker.bind_settings(
+            {
+                self.color_res: ("kinect", "synthetic"),
+                self.depth_mode: ("kinect",),
+                self.fps: ("kinect", "synthetic"),
+            }
+        )
 
         session_box = QGroupBox("Session")
         ss = QFormLayout(session_box)

@@ -3,6 +3,8 @@ the Azure Kinect devices found; it produces a ``capture.source`` spec string."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -80,6 +82,7 @@ class SourcePicker(QWidget):
         self.device_row.setLayout(drow)
         form.addRow("device", self.device_row)
         self._form = form
+        self._settings: dict[QWidget, tuple[tuple[str, ...], str]] = {}
         self.kind.currentIndexChanged.connect(self._kind_changed)
         self.path.textChanged.connect(self.changed)
         self.browse.clicked.connect(self._browse)
@@ -96,7 +99,24 @@ class SourcePicker(QWidget):
         self._form.setRowVisible(self.preset, key == "synthetic")
         if key == "kinect" and self.device.count() == 0:
             self.find_devices()
+        self._enable_settings()
         self.changed.emit()
+
+    def bind_settings(self, widgets: dict[QWidget, Iterable[str]]) -> None:
+        """Enable each of ``widgets`` (sensor settings elsewhere in the tab) only while the
+        chosen source kind is one of its kinds ("synthetic", "ntu", "mkv", "kinect"): a file
+        source plays at what it was recorded with, and the synthetic source has no depth."""
+        for widget, kinds in widgets.items():
+            self._settings[widget] = (tuple(kinds), widget.toolTip())
+        self._enable_settings()
+
+    def _enable_settings(self) -> None:
+        key = self.kind_key()
+        for widget, (kinds, tip) in self._settings.items():
+            on = key in kinds
+            widget.setEnabled(on)
+            reason = "the file's own" if key in ("ntu", "mkv") else f"not used by a {key} source"
+            widget.setToolTip(tip if on else f"{tip + chr(10) if tip else ''}({reason})")
 
     def _browse(self) -> None:
         if self.kind_key() == "mkv":
