@@ -15,6 +15,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,12 +165,43 @@ def session_flow(
 
 # ------------------------------------------------------------------------------------------
 # Live flow in a worker process
-#: How often an idle flow worker checks that the recorder that started it is still there.
+#: How often the flow worker checks that the recorder that started it is still there.
 PARENT_CHECK_SECONDS = 1.0
 
 
-def _worker_main(config: dict[str, Any], jobs: Any, results: Any) -> None:
-    """Worker loop: jobs are ("frame", clip_dir, index, bgr) / ("end", clip_dir) / None."""
+def _watch_parent(parent_pid: int) -> None:
+    """Leave as soon as the recorder is gone, whatever the worker is doing.
+
+    A recorder killed outright (kill -9, a crash, a power button) sends no final message, and
+    the worker can be blocked where no check in its loop runs: reading a frame the recorder
+    was killed in the middle of sending (both ends of the pipe live in this process too, so the
+    read never ends), or still starting up when the recorder died. This thread watches the
+    parent's sentinel (closed when the parent dies, on every platform) and, on POSIX, whether
+    this process was re-parented away from ``parent_pid`` (the recorder's pid, passed in
+    rather than read here, so a recorder that died during our start-up is noticed too). The
+    clips' flow is then completed by `xmkd recover`.
+    """
+    import multiprocessing.connection
+
+    parent = mp.parent_process()
+    sentinel = parent.sentinel if parent is not None else None
+    while True:
+        if sentinel is not None:
+            gone = bool(multiprocessing.connection.wait([sentinel], PARENT_CHECK_SECONDS))
+        else:
+            time.sleep(PARENT_CHECK_SECONDS)
+            gone = False
+        if gone or (os.name == "posix" and os.getppid() != parent_pid):
+            os._exit(0)  # nothing to flush: what the worker wrote is already in files
+
+
+def _worker_main(config: dict[str, Any], jobs: Any, results: Any, parent_pid: int) -> None:
+    """Worker loop: jobs are ("frame", clip_dir, index, gray) / ("end", clip_dir) / None."""
+    # Ctrl+C in a terminal reaches the whole process group; the recorder handles it and then
+    # ends this worker with a None job (a worker killed by it would leave frames stuck in the
+    # recorder's queue and hang its exit)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     import cv2
 
     from xmkd.recordings import encode_flow, flow_paths
@@ -176,17 +210,8 @@ def _worker_main(config: dict[str, Any], jobs: Any, results: Any) -> None:
     cfg = FlowConfig(**config)
     computers: dict[str, FlowComputer] = {}
     params = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
-    recorder = os.getppid()
     while True:
-        try:
-            job = jobs.get(timeout=PARENT_CHECK_SECONDS)
-        except queue.Empty:
-            # A recorder killed outright (kill -9, a crash) never sends the final None: once
-            # it is gone this process is re-parented, and it leaves instead of waiting forever.
-            # The clips' flow is then completed by `xmkd recover`.
-            if os.getppid() != recorder:
-                break
-            continue
+        job = jobs.get()
         if job is None:
             break
         if job[0] == "end":
@@ -206,6 +231,20 @@ def _worker_main(config: dict[str, Any], jobs: Any, results: Any) -> None:
         results.put(("pair", clip_dir, index - 1))
 
 
+def _start_ignoring_sigint(process: Any) -> None:
+    """Start ``process`` with SIGINT ignored from its first instruction: an ignored signal stays
+    ignored across exec, and Python keeps it so, which covers the worker's start-up (about a
+    second of imports) before it can ignore SIGINT itself. Only the main thread may change a
+    handler; from another thread (the GUI's) the worker ignores SIGINT once it runs."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        process.start()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
 class FlowWorker:
     """Computes flow in a separate process. `submit` never blocks: when the worker falls behind
     and its queue is full, the frame's flow is skipped and counted (``skipped``) so the clip's
@@ -219,14 +258,15 @@ class FlowWorker:
         self._results = ctx.Queue()
         self._proc = ctx.Process(
             target=_worker_main,
-            args=(asdict(self.config), self._jobs, self._results),
+            args=(asdict(self.config), self._jobs, self._results, os.getpid()),
             daemon=True,
         )
-        self._proc.start()
+        _start_ignoring_sigint(self._proc)
         self.skipped: dict[str, int] = {}
         self.pairs: dict[str, int] = {}
         self._broken: set[str] = set()
         self._ended: set[str] = set()
+        self._closed = False
 
     def submit(self, clip_dir: str | Path, frame_number: int, frame_bgr: np.ndarray) -> bool:
         """Queue frame ``frame_number`` (1-based) of a clip; False if it had to be skipped."""
@@ -276,8 +316,6 @@ class FlowWorker:
     def wait_clip(self, clip_dir: str | Path, timeout: float = 60.0) -> bool:
         """Wait until the worker has written every pair of a clip ended with `end_clip`
         (False on timeout or a dead worker: the recorder then computes the flow offline)."""
-        import time
-
         key = str(clip_dir)
         deadline = time.monotonic() + timeout
         while key not in self._ended:
@@ -293,9 +331,30 @@ class FlowWorker:
         self._ended.discard(key)
         return done
 
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id."""
+        return self._proc.pid
+
     def close(self, timeout: float = 60.0) -> None:
+        """End the worker: let it finish its queue, or kill it after ``timeout`` seconds.
+
+        Never hangs, also when the worker died (SIGKILL, a crash): the frames still queued for
+        it are dropped instead of being flushed into a pipe nobody reads (that flush is what
+        made the recorder's exit hang), and results are read while waiting so the worker never
+        blocks on a full result pipe either."""
+        if self._closed:
+            return
+        self._closed = True
         if self._put_control(None):
-            self._proc.join(timeout)
+            deadline = time.monotonic() + timeout
+            while self._proc.is_alive() and time.monotonic() < deadline:
+                self._proc.join(0.1)
+                self.drain()
             if self._proc.is_alive():
-                self._proc.terminate()
+                self._proc.kill()
+                self._proc.join(5.0)
         self.drain()
+        self._jobs.cancel_join_thread()  # anything still queued has no reader any more
+        self._jobs.close()
+        self._results.close()

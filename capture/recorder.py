@@ -35,6 +35,7 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -55,6 +56,11 @@ MODES = ("takes", "continuous", "presence")
 CHUNK_PREFIX = "chunk_"
 META_FILE = "meta.json"
 LOCK_FILE = "recording.pid"  # in partial/: the recorder's pid while it runs
+#: How a recording ended (``stats()["outcome"]``): the sources ended or the time was up; Ctrl+C;
+#: SIGTERM; the disk (guard or ENOSPC) stopped it early; a device or write failed.
+OUTCOMES = ("done", "interrupted", "terminated", "disk", "failed")
+#: How long ``stop()`` waits for a source to leave its frame iterator before abandoning it.
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -184,61 +190,156 @@ class PartialClip:
 
 @dataclass
 class ChunkData:
-    """All complete chunks of a partial clip, concatenated."""
+    """The readable chunks of a partial clip, concatenated in chunk order.
+
+    ``skipped`` names every file of the folder that was not used and why (damaged chunks, a
+    chunk repeating earlier frames, a torn ``.tmp``, stray files); ``contiguous`` is False when
+    frames are missing between the kept ones (a chunk was skipped or absent), so the live flow,
+    numbered by recorded frame, no longer lines up with the kept frames.
+    """
 
     jpegs: list[bytes]
     device_usec: np.ndarray
     host_nsec: np.ndarray
     frames_bodies: list[list[Body]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    contiguous: bool = True
 
 
-def read_partial(directory: Path) -> tuple[dict[str, Any], ChunkData]:
-    """meta.json and every complete chunk of a partial clip (a torn ``.tmp`` is ignored; a
-    damaged chunk ends the clip there, keeping the frames before it)."""
+_CHUNK_RE = re.compile(rf"^{CHUNK_PREFIX}(\d{{6}})\.npz$")
+_CHUNK_KEYS = ("jpeg", "jpeg_offsets", "device_usec", "host_nsec", "body_counts", "body_ids",
+               "joints", "body_info")  # fmt: skip
+#: A chunk file larger than this is not one the recorder wrote (half a second of 4K JPEGs is
+#: about 30 MB); it is set aside instead of being loaded into memory.
+MAX_CHUNK_BYTES = 1 << 30
+
+
+def _read_chunk(path: Path) -> tuple[list[bytes], np.ndarray, np.ndarray, list[list[Body]]]:
+    """One chunk file, checked for consistency; ValueError says what is wrong with it."""
+    import zipfile
+
     from capture.source import sequence_to_bodies
     from xmkd.ntu import SkeletonSequence
 
-    meta_path = directory / META_FILE
+    if not path.is_file() or path.is_symlink():
+        raise ValueError("not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError("empty file")
+    if size > MAX_CHUNK_BYTES:
+        raise ValueError(f"{size} bytes, larger than any chunk the recorder writes")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise XmkdError(f"{meta_path}: unreadable partial-clip metadata ({exc})") from exc
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _CHUNK_KEYS if k not in z.files]
+            if missing:
+                raise ValueError(f"missing arrays {missing}")
+            data = {k: z[k] for k in _CHUNK_KEYS}  # zipfile checks each array's CRC here
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    for key, value in data.items():
+        if value.dtype.kind not in "uif":
+            raise ValueError(f"array {key!r} has dtype {value.dtype}, expected numbers")
+    raw, off = data["jpeg"], data["jpeg_offsets"]
+    dev, host, counts = data["device_usec"], data["host_nsec"], data["body_counts"]
+    n = len(dev)
+    if raw.ndim != 1 or raw.dtype != np.uint8 or off.ndim != 1 or off.dtype.kind not in "iu":
+        raise ValueError("the JPEG arrays do not have the recorder's types")
+    if n == 0 or not (len(off) == n + 1 and len(host) == n and len(counts) == n):
+        raise ValueError("its arrays disagree on the number of frames")
+    if dev.ndim != 1 or host.ndim != 1 or counts.ndim != 1:
+        raise ValueError("timestamps and body counts must be 1-D")
+    if off[0] != 0 or off[-1] != len(raw) or np.any(np.diff(off) < 0):
+        raise ValueError("the JPEG offsets do not cover the JPEG bytes")
+    if np.any(np.diff(dev) <= 0):
+        raise ValueError("its device timestamps do not increase")
+    if counts.dtype.kind not in "iu" or np.any(counts < 0) or np.any(counts > 64):
+        raise ValueError("implausible body counts")
+    total = int(counts.sum())
+    joints, info, ids = data["joints"], data["body_info"], data["body_ids"]
+    if ids.shape != (total,) or joints.shape != (total, NUM_JOINTS, 12) or info.shape != (total, 9):
+        raise ValueError("its body arrays disagree with the body counts")
+    if not (np.all(np.isfinite(joints)) and np.all(np.isfinite(info))):
+        raise ValueError("non-finite joint values")
+    seq = SkeletonSequence.from_arrays(counts, ids, joints, body_info=info)
+    raw_bytes = raw.tobytes()
+    jpegs = [raw_bytes[off[i] : off[i + 1]] for i in range(n)]
+    return jpegs, dev.astype(np.int64), host.astype(np.int64), sequence_to_bodies(seq)
+
+
+def read_meta(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A partial clip's meta.json: (meta, None), or (None, why it cannot be used)."""
+    path = directory / META_FILE
+    try:
+        if not path.is_file():
+            return None, "missing"
+        if path.stat().st_size > 1 << 20:
+            return None, "larger than 1 MB"
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError covers bad JSON and bad UTF-8
+        return None, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})"
+    if not isinstance(meta, dict):
+        return None, "not a JSON object"
+    fps = meta.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 10000:
+        return None, f"no usable 'fps' (got {str(fps)[:40]!r})"
+    return meta, None
+
+
+def read_partial(directory: Path) -> tuple[dict[str, Any] | None, ChunkData]:
+    """meta.json (None when it is missing or unusable) and every readable chunk of a partial
+    clip, in chunk order. Unreadable chunks are skipped, not where the clip ends: every
+    readable chunk after a damaged one is kept (its frames follow a gap in the timestamps)."""
+    meta, _ = read_meta(directory)
+    numbered: list[tuple[int, Path]] = []
+    skipped: list[tuple[str, str]] = []
+    for path in sorted(directory.iterdir()):
+        if path.name in (META_FILE, "flow"):
+            continue
+        match = _CHUNK_RE.match(path.name)
+        if match is None:
+            why = "a torn chunk (the recording stopped while writing it)"
+            skipped.append((path.name, why if path.suffix == ".tmp" else "not a chunk file"))
+        else:
+            numbered.append((int(match.group(1)), path))
     jpegs: list[bytes] = []
     dev: list[np.ndarray] = []
     host: list[np.ndarray] = []
     bodies: list[list[Body]] = []
-    for path in sorted(directory.glob(f"{CHUNK_PREFIX}*.npz")):
+    kept: list[int] = []
+    for number, path in sorted(numbered):
         try:
-            with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:  # torn by a crash mid-write: stop here
-            meta.setdefault("warnings", []).append(f"{path.name} unreadable ({exc}); cut there")
-            break
-        raw = data["jpeg"].tobytes()
-        off = data["jpeg_offsets"]
-        jpegs += [raw[off[i] : off[i + 1]] for i in range(len(off) - 1)]
-        dev.append(data["device_usec"])
-        host.append(data["host_nsec"])
-        seq = SkeletonSequence.from_arrays(
-            data["body_counts"], data["body_ids"], data["joints"], body_info=data["body_info"]
-        )
-        bodies += sequence_to_bodies(seq)
+            c_jpegs, c_dev, c_host, c_bodies = _read_chunk(path)
+        except ValueError as exc:
+            skipped.append((path.name, f"unreadable ({str(exc)[:300]})"))
+            continue
+        if dev and c_dev[0] <= dev[-1][-1]:
+            skipped.append((path.name, "repeats or precedes frames of an earlier chunk"))
+            continue
+        jpegs += c_jpegs
+        dev.append(c_dev)
+        host.append(c_host)
+        bodies += c_bodies
+        kept.append(number)
     empty = np.zeros(0, dtype=np.int64)
     return meta, ChunkData(
         jpegs,
         np.concatenate(dev) if dev else empty,
         np.concatenate(host) if host else empty,
         bodies,
+        skipped,
+        contiguous=kept == list(range(1, len(kept) + 1)),
     )
 
 
 def write_mjpeg_avi(path: Path, jpegs: Sequence[bytes], fps: float) -> int:
     """Mux already-encoded JPEG frames into an MJPEG AVI (no re-encoding; OpenCV and PyAV read
-    it like any MJPEG AVI)."""
+    it like any MJPEG AVI). The file is complete and fsynced before it takes its name."""
     from fractions import Fraction
 
     import av
     import cv2
+
+    from xmkd.recordings import fsync_dir, fsync_file
 
     first = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_REDUCED_COLOR_8)
     if first is None:
@@ -259,7 +360,9 @@ def write_mjpeg_avi(path: Path, jpegs: Sequence[bytes], fps: float) -> int:
             packet.time_base = 1 / rate
             packet.is_keyframe = True
             out.mux(packet)
+    fsync_file(tmp)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
     return len(jpegs)
 
 
@@ -280,12 +383,56 @@ def add_clip_to_session(session_dir: Path, entry: dict[str, Any]) -> None:
 
 def _update_dropped(info: dict[str, Any]) -> None:
     dropped = info.setdefault("dropped_frames", {})
+    if not isinstance(dropped, dict):  # a hand-edited session.json: recompute from the clips
+        dropped = info["dropped_frames"] = {}
     per_cam: dict[str, int] = {}
     for clip in info["clips"]:
-        key = f"camera{int(clip.get('camera', 1))}"
-        per_cam[key] = per_cam.get(key, 0) + int(clip.get("dropped_frames", 0))
+        try:
+            key = f"camera{int(clip.get('camera', 1))}"
+            lost = int(clip.get("dropped_frames", 0))
+        except (TypeError, ValueError):
+            continue
+        per_cam[key] = per_cam.get(key, 0) + lost
     dropped["clips_total"] = per_cam
     dropped["total"] = sum(per_cam.values())
+
+
+def _infer_meta(name: str, data: ChunkData, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A partial clip's metadata rebuilt without its meta.json: the camera from the clip's
+    name, the frame rate from its device timestamps (or the session's), flow as the session."""
+    from xmkd.ntu import SampleName
+
+    fps: float | None = None
+    if len(data.device_usec) >= 2:
+        period = float(np.median(np.diff(data.device_usec)))
+        fps = 1e6 / period if period > 0 else None
+    fps = fps or defaults.get("fps")
+    if not fps:
+        raise XmkdError(
+            f"{name}: its {META_FILE} is unusable and its frame rate cannot be inferred "
+            "(a single frame and no fps in session.json)"
+        )
+    return {"name": name, "fps": float(fps), "camera": SampleName.parse(name).camera,
+            "flow": bool(defaults.get("flow", False))}  # fmt: skip
+
+
+def set_aside(directory: Path, names: Sequence[str], session_dir: Path) -> Path:
+    """Move files of a partial clip that could not be used to ``<session>/damaged/<clip>/``
+    (never deleted); returns that folder."""
+    from xmkd.recordings import damaged_dir, fsync_dir
+
+    target = damaged_dir(session_dir) / directory.name
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        dest = target / name
+        k = 1
+        while dest.exists() or dest.is_symlink():  # an earlier recovery set aside the same name
+            dest = target / f"{name}.{k}"
+            k += 1
+        os.replace(directory / name, dest)
+    fsync_dir(target)
+    fsync_dir(target.parent)
+    return target
 
 
 def finalize_partial(
@@ -293,36 +440,68 @@ def finalize_partial(
     session_dir: Path,
     flow_config: FlowConfig | None = None,
     log: Callable[[str], None] = print,
+    recovered: bool = False,
+    defaults: dict[str, Any] | None = None,
+    set_aside_out: list[str] | None = None,
 ) -> dict[str, Any] | None:
-    """Turn a partial clip into the layout's files and list it in session.json; the partial
-    folder is removed only after everything is written. Returns the clip entry (None: empty)."""
-    from xmkd.ntu import write_skeleton
+    """Turn a partial clip into the layout's files and list it in session.json.
+
+    Every file is written to a temporary name, fsynced and renamed, and its folder fsynced,
+    before the clip is listed in session.json (itself atomic and fsynced); only then is the
+    partial folder removed. Files that could not be read are moved to ``<session>/damaged/``,
+    never deleted. ``recovered`` marks the entry (``xmkd recover``); ``defaults`` (the session's
+    ``fps`` and ``flow``) stand in for an unusable meta.json; ``set_aside_out`` receives one
+    sentence per file set aside. Returns the clip entry (None: nothing readable was recorded).
+    """
+    from xmkd.ntu import SampleName, format_skeleton
     from xmkd.recordings import (
+        atomic_write_bytes,
         count_flow,
         flow_dir,
+        fsync_dir,
+        fsync_tree,
         skeleton_path,
         timestamps_path,
         video_path,
         write_timestamps,
     )
 
+    name = directory.name
+    SampleName.parse(name)  # the folder names the clip; anything else is not a partial clip
     meta, data = read_partial(directory)
-    name = meta["name"]
+    warnings: list[str] = []
+    if meta is None:
+        _, why = read_meta(directory)
+        if (directory / META_FILE).exists():
+            data.skipped.append((META_FILE, why or "unusable"))
+        meta = _infer_meta(name, data, defaults or {}) if data.jpegs else {"name": name}
+        warnings.append(f"{META_FILE} {why}; camera, frame rate and flow setting inferred")
+    elif meta.get("name") not in (None, name):
+        warnings.append(f"{META_FILE} names {str(meta.get('name'))[:40]!r}; the folder's name kept")
+    if data.skipped:
+        moved = set_aside(directory, [f for f, _ in data.skipped], session_dir)
+        where = moved.relative_to(session_dir).as_posix()
+        for file, why in data.skipped:
+            warnings.append(f"{file} {why}; moved to {where}/")
+            log(f"{name}: {file} {why}; moved to {where}/ (not deleted)")
+            if set_aside_out is not None:
+                set_aside_out.append(f"{name}/{file}: {why}; moved to {where}/")
     n = len(data.jpegs)
     if n == 0:
         shutil.rmtree(directory, ignore_errors=True)
-        log(f"{name}: no complete chunk was recorded; nothing to keep")
+        log(f"{name}: no readable chunk was recorded; nothing to keep")
         return None
     fps = float(meta["fps"])
     has_video = any(data.jpegs)
+    jpegs = data.jpegs
     if has_video:
         # frames that arrived before the first colour image repeat it (frame i = instant i)
         first = next(j for j in data.jpegs if j)
         jpegs = [j or first for j in data.jpegs]
         write_mjpeg_avi(video_path(session_dir, name), jpegs, fps)
     skel = skeleton_path(session_dir, name)
-    skel.parent.mkdir(parents=True, exist_ok=True)
-    write_skeleton(skel, bodies_to_sequence(data.frames_bodies))
+    text = format_skeleton(bodies_to_sequence(data.frames_bodies))
+    atomic_write_bytes(skel, text.encode("ascii"))  # fsynced, then renamed, folder fsynced
     write_timestamps(timestamps_path(session_dir, name), data.device_usec, data.host_nsec)
     flow_pairs = 0
     if meta.get("flow") and has_video:
@@ -330,7 +509,7 @@ def finalize_partial(
         target = flow_dir(session_dir, name)
         if target.exists():
             shutil.rmtree(target)
-        have = _contiguous_pairs(live)
+        have = _contiguous_pairs(live) if data.contiguous else 0
         if n == 1:  # a single frame has no flow pair
             target.mkdir(parents=True, exist_ok=True)
         elif have >= n - 1:
@@ -339,24 +518,27 @@ def finalize_partial(
                     (live / f"flow_{axis}_{i:05d}.jpg").unlink(missing_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(live), str(target))
-        else:  # the live worker fell behind or was killed: compute the flow from the JPEGs
+        else:  # the live worker fell behind or was killed, or frames are missing: recompute
             write_clip_flow(_decode_all(jpegs), target, flow_config or FlowConfig())
+        fsync_tree(target)  # the flow JPEGs (written by OpenCV, not fsynced)
+        fsync_dir(target.parent)
         flow_pairs = count_flow(target)
     dropped = count_dropped(data.device_usec.tolist(), fps)
     entry = {
         "name": name,
         "frames": n,
         "fps": fps,
-        "camera": int(meta.get("camera", 1)),
+        "camera": int(meta.get("camera", SampleName.parse(name).camera)),
         "dropped_frames": int(dropped),
         "start_device_usec": int(data.device_usec[0]),
         "flow_pairs": flow_pairs,
     }
-    if meta.get("recovered"):
+    if recovered or meta.get("recovered"):
         entry["recovered"] = True
-    if meta.get("warnings"):
-        entry["warnings"] = meta["warnings"]
-    add_clip_to_session(session_dir, entry)
+    warnings = [*(meta.get("warnings") or []), *warnings]
+    if warnings:
+        entry["warnings"] = warnings
+    add_clip_to_session(session_dir, entry)  # listed only once its files are durable
     shutil.rmtree(directory, ignore_errors=True)
     return entry
 
@@ -463,6 +645,7 @@ class Recorder:
         self._stopped = False
         self._reserve_lock = threading.Lock()
         self._reserved = 0  # bytes of chunks written and not finalized yet
+        self.outcome = "done"  # one of OUTCOMES: how the recording ended
 
     # ---- session --------------------------------------------------------------------------
     def _init_session(self) -> None:
@@ -504,11 +687,20 @@ class Recorder:
 
     # ---- control --------------------------------------------------------------------------
     def start(self) -> Recorder:
-        for dev in self.devices:
-            dev.source.open()
-        self._init_session()
-        if self.config.flow:
-            self.flow_worker = FlowWorker(self.config.flow_config)
+        """Open every source, create the session and start recording. If anything fails on the
+        way, whatever was already opened or started is closed again before the error is raised
+        (a device is not left held by a recorder that never ran)."""
+        opened: list[Source] = []
+        try:
+            for dev in self.devices:
+                dev.source.open()
+                opened.append(dev.source)
+            self._init_session()
+            if self.config.flow:
+                self.flow_worker = FlowWorker(self.config.flow_config)
+        except BaseException:
+            self._undo_start(opened)
+            raise
         self._finalizer = threading.Thread(target=self._finalize_loop, name="finalize")
         self._finalizer.start()
         self.started_at = time.monotonic()
@@ -522,6 +714,23 @@ class Recorder:
             dev.capture_thread.start()
         return self
 
+    def _undo_start(self, opened: Sequence[Source]) -> None:
+        if self.flow_worker is not None:
+            self.flow_worker.close(timeout=5.0)
+            self.flow_worker = None
+        for source in reversed(opened):
+            try:
+                source.close()
+            except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+                self.log(f"closing {source.description} after the failed start: {exc}")
+        lock = self.session_dir / "partial" / LOCK_FILE
+        try:
+            if lock.read_text().strip() == str(os.getpid()):
+                lock.unlink()
+        except OSError:
+            pass
+        self._stopped = True
+
     def start_take(self) -> None:
         for dev in self.devices:
             dev.queue.put(("take", True))
@@ -530,9 +739,13 @@ class Recorder:
         for dev in self.devices:
             dev.queue.put(("take", False))
 
-    def request_stop(self, reason: str | None = None) -> None:
+    def request_stop(self, reason: str | None = None, outcome: str | None = None) -> None:
+        """Ask every source to stop (thread-safe, from a signal handler too). The first
+        ``reason`` given is the one reported; ``outcome`` (see `OUTCOMES`) goes with it."""
         if reason and not self.stop_reason:
             self.stop_reason = reason
+            if outcome:
+                self.outcome = outcome
         self._stop.set()
         for dev in self.devices:
             dev.source.stop()
@@ -540,28 +753,44 @@ class Recorder:
     def wait(self) -> dict[str, Any]:
         """Until every source ends (or max_seconds / stop / disk guard); then finish."""
         try:
-            while any(d.capture_thread and d.capture_thread.is_alive() for d in self.devices):
+            while not self._stop.is_set() and any(
+                d.capture_thread and d.capture_thread.is_alive() for d in self.devices
+            ):
                 if self.config.max_seconds is not None and self.started_at is not None:
                     if time.monotonic() - self.started_at >= self.config.max_seconds:
                         self.request_stop()
                 time.sleep(0.05)
         except KeyboardInterrupt:
-            self.request_stop("interrupted (Ctrl+C); clips so far are kept")
+            self.request_stop("interrupted (Ctrl+C); clips so far are kept", "interrupted")
         return self.stop()
 
     def stop(self) -> dict[str, Any]:
-        """Stop the sources, finish every clip and write the session totals (idempotent)."""
+        """Stop the sources, finish every clip and write the session totals (idempotent).
+
+        A source that does not return from its frame iterator within `STOP_GRACE_SECONDS`
+        (e.g. one that drops every frame it cannot deliver in time) is abandoned: its writer is
+        told the stream ended, so the recording still finishes."""
         if self._stopped:
             return self.stats()
         self._stopped = True
         self.request_stop()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for dev in self.devices:
             if dev.capture_thread:
-                dev.capture_thread.join()
+                dev.capture_thread.join(max(0.0, deadline - time.monotonic()))
+                if dev.capture_thread.is_alive():
+                    self.log(
+                        f"camera {dev.source.camera}: the source did not stop within "
+                        f"{STOP_GRACE_SECONDS:g} s; recording ended without it"
+                    )
+                    self._end_stream(dev)
         for dev in self.devices:
             if dev.writer_thread:
                 dev.writer_thread.join()
-            dev.source.close()
+            try:
+                dev.source.close()
+            except Exception as exc:  # noqa: BLE001 - the clips matter more than the device
+                self.log(f"closing camera {dev.source.camera} failed: {exc}")
         self._finalize_q.put(None)
         if self._finalizer:
             self._finalizer.join()
@@ -569,13 +798,30 @@ class Recorder:
             self.flow_worker.close()
         try:
             self._write_totals()
-        except OSError as exc:  # e.g. ENOSPC: the clips are listed already
+        except (OSError, XmkdError) as exc:  # e.g. ENOSPC: the clips are listed already
             self.log(f"could not update the totals in session.json ({exc})")
         (self.session_dir / "partial" / LOCK_FILE).unlink(missing_ok=True)
-        errors = [d.error for d in self.devices if d.error is not None]
-        if errors:
-            raise errors[0]
+        for dev in self.devices:
+            err = dev.error
+            if err is None:
+                continue
+            if isinstance(err, OSError):  # a disk or device failure, said in one sentence
+                raise XmkdError(
+                    f"recording camera {dev.source.camera} failed ({err}); clips so far are "
+                    "kept, `xmkd recover` finishes the partial ones"
+                ) from err
+            raise err
         return self.stats()
+
+    @staticmethod
+    def _end_stream(dev: _Device) -> None:
+        """Tell a writer its stream ended (its capture thread could not)."""
+        while dev.writer_thread is not None and dev.writer_thread.is_alive():
+            try:
+                dev.queue.put(None, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -584,6 +830,7 @@ class Recorder:
             "dropped_frames": {d.source.camera: d.source.dropped_frames for d in self.devices},
             "queue_overflow": {d.source.camera: d.overflow for d in self.devices},
             "stop_reason": self.stop_reason,
+            "outcome": self.outcome,
         }
 
     def _write_totals(self) -> None:
@@ -607,8 +854,17 @@ class Recorder:
 
     # ---- threads --------------------------------------------------------------------------
     def _capture_loop(self, dev: _Device) -> None:
+        # max_seconds also counts stream time: a source faster than real time (a file played
+        # as fast as it decodes, a very high frame rate) stops after that much of its stream
+        limit = None if self.config.max_seconds is None else self.config.max_seconds * 1e6
+        first: int | None = None
         try:
             for frame in dev.source:
+                if limit is not None:
+                    first = frame.device_usec if first is None else first
+                    if frame.device_usec - first >= limit:
+                        self.request_stop()
+                        break
                 dev.frames_in += 1
                 try:
                     dev.queue.put_nowait(frame)
@@ -618,7 +874,7 @@ class Recorder:
                     break
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             dev.error = exc
-            self.request_stop(f"camera {dev.source.camera} failed: {exc}")
+            self.request_stop(f"camera {dev.source.camera} failed: {exc}", "failed")
         finally:
             dev.queue.put(None)
 
@@ -686,15 +942,17 @@ class Recorder:
                 if halted:
                     self.request_stop(self.stop_reason)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if not full:
                 dev.error = exc
             self.request_stop(
                 f"stopped recording: writing camera {dev.source.camera} failed ({exc}); clips so "
-                "far are kept, `xmkd recover` finishes the partial ones"
+                "far are kept, `xmkd recover` finishes the partial ones",
+                "disk" if full else "failed",
             )
         except BaseException as exc:  # noqa: BLE001
             dev.error = exc
-            self.request_stop(f"writing camera {dev.source.camera} failed: {exc}")
+            self.request_stop(f"writing camera {dev.source.camera} failed: {exc}", "failed")
         finally:
             for clip in open_clips:
                 try:
@@ -711,14 +969,14 @@ class Recorder:
         with self._reserve_lock:
             needed = self.config.min_free_mb * 1e6 + self._reserved + 2 * incoming
         if free < needed:
-            if not self.stop_reason:
-                self.stop_reason = (
-                    f"stopped recording: only {free / 1e6:.0f} MB free on the disk of "
-                    f"{self.session_dir} (the guard keeps {self.config.min_free_mb:.0f} MB plus "
-                    "room to finish the open clips; free space or lower --min-free-mb); "
-                    "clips so far are kept"
-                )
-                self.log(self.stop_reason)
+            # said once, by whoever reports the stop (the CLI's summary, the GUI's status)
+            self.request_stop(
+                f"stopped recording: only {free / 1e6:.0f} MB free on the disk of "
+                f"{self.session_dir} (the guard keeps {self.config.min_free_mb:.0f} MB plus "
+                "room to finish the open clips; free space or lower --min-free-mb); "
+                "clips so far are kept",
+                "disk",
+            )
             return False
         return True
 
@@ -762,6 +1020,12 @@ class Recorder:
             except (OSError, XmkdError) as exc:  # e.g. the disk filled up
                 # the partial clip stays on disk; `xmkd recover` finishes it later
                 self.log(f"{clip.name}: left in partial/ ({exc}); run xmkd recover later")
+                full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                self.request_stop(
+                    f"stopped recording: finishing {clip.name} failed ({exc}); clips so far are "
+                    "kept, `xmkd recover` finishes the partial ones",
+                    "disk" if full else "failed",
+                )
                 continue
             finally:
                 with self._reserve_lock:

@@ -97,9 +97,14 @@ def tapped_source(inner: Any, slot: LatestSlot, notify, stats) -> Any:
     class _Tapped(Source):
         def __init__(self) -> None:
             super().__init__(camera=inner.camera, max_frames=None)
-            self.fps = inner.fps
             self.inner = inner
             self.frames = 0
+
+        @property
+        def fps(self) -> float:  # type: ignore[override]
+            # the inner source's, read when asked: a file source (MKV) knows its rate only
+            # once opened, after this wrapper was made
+            return self.inner.fps
 
         def _open(self) -> None:
             self.inner.open()

@@ -8,6 +8,7 @@ A session is a folder (layout documented in ``recordings/README.md``)::
     <session>/flow/<name>/flow_x_00001.jpg   mmaction2 rawframes convention, bound 20
     <session>/timestamps/<name>.csv          frame,device_usec,host_nsec
     <session>/partial/                       crash-safe chunks of clips being recorded
+    <session>/damaged/                       what ``xmkd recover`` could not read (kept)
 
 Everything that writes a session (``xmkd synth``, the capture recorder) uses the path helpers,
 :func:`write_session_json`, :class:`VideoWriter`/:func:`write_video`, :func:`write_flow` and
@@ -19,6 +20,7 @@ index behind.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import platform
@@ -42,6 +44,7 @@ VIDEO_DIR = "rgb"
 FLOW_DIR = "flow"
 TIMESTAMPS_DIR = "timestamps"
 PARTIAL_DIR = "partial"
+DAMAGED_DIR = "damaged"
 
 #: Optical flow values are clipped to [-FLOW_BOUND, FLOW_BOUND] before quantisation (mmaction2).
 FLOW_BOUND = 20.0
@@ -87,6 +90,12 @@ def partial_dir(session_dir: str | Path) -> Path:
     return Path(session_dir) / PARTIAL_DIR
 
 
+def damaged_dir(session_dir: str | Path) -> Path:
+    """``<session>/damaged/``: files ``xmkd recover`` could not read, moved aside (never
+    deleted) so they can still be examined or repaired by hand."""
+    return Path(session_dir) / DAMAGED_DIR
+
+
 def make_session_dirs(session_dir: str | Path) -> Path:
     """Create a session folder and its sub-folders (existing ones are kept)."""
     root = Path(session_dir)
@@ -100,13 +109,19 @@ def make_session_dirs(session_dir: str | Path) -> Path:
 def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder + ``os.replace``:
     readers see the old or the new content, never a partial file. ``fsync`` also makes the
-    content durable before the rename (survives a power loss; costs milliseconds per file)."""
+    content and the rename durable (file, then folder: survives a power loss; costs
+    milliseconds per file)."""
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    """:func:`atomic_write_text` for bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -115,6 +130,42 @@ def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a file's content to the disk (it survives a power loss once this returns)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make the entries of a folder durable: a rename or a new file in it survives a power loss
+    only after its folder is fsynced (POSIX; a no-op where folders cannot be opened, Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # Windows: folders are not opened this way
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on a folder (EINVAL): nothing to do
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(directory: str | Path) -> None:
+    """fsync every file directly in ``directory`` and then the folder itself."""
+    directory = Path(directory)
+    for entry in os.scandir(directory):
+        if entry.is_file(follow_symlinks=False):
+            fsync_file(entry.path)
+    fsync_dir(directory)
 
 
 def software_versions(**extra: str) -> dict[str, str]:

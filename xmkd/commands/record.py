@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 from xmkd.commands import _args as A
 
@@ -29,6 +32,10 @@ clip modes:
 Crash safety: frames reach the disk in half-second chunks under <session>/partial/; after a crash
 or kill, `xmkd recover SESSION` turns them into clips (at most the last second is lost). The
 recording stops cleanly when free disk space falls below --min-free-mb.
+
+Ctrl+C and SIGTERM stop the recording gracefully (the open clips are finished and the summary
+printed). Exit status: 0 when the sources ended or --seconds was reached, 130 after Ctrl+C, 143
+after SIGTERM, 1 when a full disk or a failing device stopped the recording early.
 """
 
 
@@ -163,23 +170,24 @@ def run(args: argparse.Namespace) -> int:
     session_dir = Path(args.out) / name
     recorder = Recorder(sources, session_dir, config)
     print(f"recording into {session_dir} ({', '.join(s.description for s in sources)})")
-    recorder.start()
-    if config.mode == "takes":
-        print("press Enter to start a take, Enter to stop it, q + Enter to quit")
+    with _stop_on_signals(recorder):
+        recorder.start()
+        if config.mode == "takes":
+            print("press Enter to start a take, Enter to stop it, q + Enter to quit")
 
-        def keyboard() -> None:
-            active = False
-            while True:
-                line = sys.stdin.readline()  # returns each line as it comes (iteration may not)
-                if not line or line.strip().lower().startswith("q"):
-                    break
-                active = not active
-                (recorder.start_take if active else recorder.stop_take)()
-                print("take started" if active else "take stopped")
-            recorder.request_stop()
+            def keyboard() -> None:
+                active = False
+                while True:
+                    line = sys.stdin.readline()  # returns each line as it comes
+                    if not line or line.strip().lower().startswith("q"):
+                        break
+                    active = not active
+                    (recorder.start_take if active else recorder.stop_take)()
+                    print("take started" if active else "take stopped")
+                recorder.request_stop()
 
-        threading.Thread(target=keyboard, daemon=True).start()
-    stats = recorder.wait()
+            threading.Thread(target=keyboard, daemon=True).start()
+        stats = recorder.wait()
     print(f"{stats['clips']} clip(s) in {session_dir}")
     for cam, dropped in stats["dropped_frames"].items():
         overflow = stats["queue_overflow"][cam]
@@ -188,5 +196,41 @@ def run(args: argparse.Namespace) -> int:
             f"{f', {overflow} lost to a full recorder queue' if overflow else ''}"
         )
     if stats["stop_reason"]:
-        print(stats["stop_reason"])
-    return 0
+        print(stats["stop_reason"], file=sys.stderr if stats["outcome"] != "done" else sys.stdout)
+    return EXIT_CODES.get(stats["outcome"], 1)
+
+
+#: The exit status of `xmkd record` by how the recording ended (capture.recorder.OUTCOMES):
+#: 0 when the sources ended or --seconds was reached (or q in takes mode), 130 after Ctrl+C and
+#: 143 after SIGTERM (the shell's convention for those signals, with the clips finished and the
+#: summary printed), 1 when the disk or a device stopped it early.
+EXIT_CODES = {"done": 0, "interrupted": 130, "terminated": 143, "disk": 1, "failed": 1}
+
+
+@contextlib.contextmanager
+def _stop_on_signals(recorder: Any) -> Iterator[None]:
+    """While recording, SIGINT (Ctrl+C) and SIGTERM stop the recording gracefully: the open
+    clips are finished, the flow worker is ended and the summary printed. A handler only asks
+    the recorder to stop (it never raises inside the recorder's code); installed from the main
+    thread only, as Python requires."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reasons = {
+        signal.SIGINT: ("interrupted (Ctrl+C); clips so far are kept", "interrupted"),
+        signal.SIGTERM: ("terminated (SIGTERM); clips so far are kept", "terminated"),
+    }
+
+    def handler(signum: int, frame: object) -> None:
+        # no print here: the main thread may be inside one (a reentrant write raises)
+        recorder.request_stop(*reasons[signal.Signals(signum)])
+
+    previous = {sig: signal.signal(sig, handler) for sig in reasons}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)

@@ -12,6 +12,10 @@ After a crash, power loss or kill of `xmkd record`, the frames recorded so far a
 session (video, .skeleton, timestamps, flow computed from the recorded frames when the live flow
 was incomplete) and lists it in session.json, marked "recovered". At most the last second
 before the interruption is lost.
+
+Nothing it cannot read is deleted: a damaged chunk is skipped (the readable chunks after it are
+kept) and moved, with any other unusable file, to <session>/damaged/<clip>/; the summary names
+each. Exit status 1 when a partial clip could not be recovered at all (it stays in partial/).
 """
 
 
@@ -36,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from capture.flow import FlowConfig
     from capture.recover import recover_session
 
-    entries = recover_session(args.session, FlowConfig(preset=args.flow_preset))
-    print(f"{len(entries)} clip(s) recovered in {args.session}")
-    return 0
+    report = recover_session(args.session, FlowConfig(preset=args.flow_preset))
+    print(f"{len(report.clips)} clip(s) recovered in {args.session}")
+    if report.set_aside:
+        print(f"{len(report.set_aside)} unreadable file(s) moved to {args.session}/damaged/ "
+              "(nothing was deleted):")  # fmt: skip
+        for line in report.set_aside:
+            print(f"  {line}")
+    for line in report.left:
+        print(line)
+    return 1 if report.left else 0
