@@ -20,7 +20,6 @@ gpu (the SDK's default), cpu, cuda, tensorrt or directml; ``bt=cpu`` tracks with
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 
 from capture.bodytracking import BodyTracker, TrackerConfig, require_tracking_depth
 from capture.calibration import COLOR_RESOLUTIONS, DEPTH_MODES, Calibration
-from capture.source import Frame, Source, option_bool, option_num
+from capture.source import Frame, Source, host_clock_ns, option_bool, option_num
 from xmkd.errors import XmkdError, require
 
 PYK4A_HINT = (
@@ -252,7 +251,7 @@ class KinectSource(Source):
             depth=depth,
             bodies=bodies,
             device_usec=int(device_usec),
-            host_nsec=int(host_nsec or time.perf_counter_ns()),
+            host_nsec=int(host_nsec or host_clock_ns()),
             camera=self.camera,
         )
 

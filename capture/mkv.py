@@ -12,7 +12,6 @@ still plays and says once (logging) that skeletons need the SDK.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from capture.bodytracking import BodyTracker, TrackerConfig, try_body_tracker
 from capture.calibration import Calibration
-from capture.source import Frame, Pacer, Source, option_bool
+from capture.source import Frame, Pacer, Source, host_clock_ns, option_bool
 from xmkd.errors import FormatError, XmkdError
 
 log = logging.getLogger(__name__)
@@ -192,7 +191,7 @@ class MKVSource(Source):
             depth=depth,
             bodies=bodies,
             device_usec=int(device_usec),
-            host_nsec=time.perf_counter_ns(),
+            host_nsec=host_clock_ns(),
             camera=self.camera,
         )
 

@@ -32,6 +32,15 @@ import numpy as np
 from xmkd.errors import XmkdError
 from xmkd.skeleton import NUM_JOINTS
 
+
+def host_clock_ns() -> int:
+    """Now on the host clock of `Frame.host_nsec`: everything compared with a frame's arrival
+    (live latency) must read this clock. It is ``time.perf_counter_ns``, the clock of the Azure
+    Kinect SDK's system timestamps (QueryPerformanceCounter on Windows, CLOCK_MONOTONIC on
+    Linux); ``time.monotonic_ns`` is another clock on Windows before Python 3.13."""
+    return time.perf_counter_ns()
+
+
 if TYPE_CHECKING:  # the NTU format module is imported lazily (it belongs to another part)
     from xmkd.ntu import SkeletonSequence
 

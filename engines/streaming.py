@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from capture.source import host_clock_ns
 from engines.choices import SMOOTHING_CHOICES
 from xmkd.errors import XmkdError
 
@@ -269,7 +270,7 @@ class StreamingClassifier:
     def push(self, frame: Any) -> bool:
         """Add a frame; returns True when it triggered a classification request. Never blocks
         on inference."""
-        arrival = frame.host_nsec or time.monotonic_ns()
+        arrival = frame.host_nsec or host_clock_ns()  # the clock frames are stamped with
         self.buffers.push(frame, arrival)
         self.frames_seen += 1
         self.frames_with_bodies += bool(frame.bodies)
@@ -332,7 +333,7 @@ class StreamingClassifier:
             probs=tuple(float(smoothed[i]) for i in top),
             scores=smoothed.astype(np.float32),
             raw=np.asarray(raw, dtype=np.float32),
-            latency_s=(time.monotonic_ns() - arrival) / 1e9,
+            latency_s=(host_clock_ns() - arrival) / 1e9,
             inference_s=inference,
             frames=len(job.frames_bodies),
             body_ids=job.body_ids,

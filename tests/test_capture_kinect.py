@@ -232,3 +232,44 @@ def test_body_tracking_sdk_older_than_1_1_is_refused(monkeypatch, tmp_path, cali
     monkeypatch.setattr(bt, "load_library", lambda env, names, what: new)
     with BodyTracker(calibration_raw, config=bt.TrackerConfig(processing_mode="cpu")):
         assert new.tracker_config[1] == 1
+
+
+# ---- live latency: one host clock (issue 9, section 5) ----------------------------------------
+class _ConstantBackend:
+    def __init__(self, spec, classes):
+        from engines.backends import ModelSource
+
+        self.source = ModelSource(class_names=classes, spec=spec)
+
+    def classify(self, windows: np.ndarray) -> np.ndarray:
+        return np.full((len(windows), len(self.source.class_names)), 0.5, np.float32)
+
+
+def test_live_latency_reads_the_clock_frames_are_stamped_with(monkeypatch, kinect_dir):
+    """Frames are stamped on the Azure Kinect SDK's host clock (perf_counter: QPC on Windows);
+    latency must be measured on that clock too. On Windows before Python 3.13 time.monotonic is
+    another clock (GetTickCount64): simulated here by a monotonic clock an hour away."""
+    import time
+
+    from capture.source import host_clock_ns
+    from engines.streaming import StreamingClassifier, StreamingConfig
+    from xmkd.preprocess import default_input_spec
+
+    real_monotonic_ns = time.monotonic_ns
+    monkeypatch.setattr(time, "monotonic_ns", lambda: real_monotonic_ns() + 3600 * 10**9)
+    libs = FakeK4ALibs(lambda n: [(3, standing_body(), np.full(32, 3))])
+    _fake_tracker_libs(monkeypatch, libs)
+    with open_source(f"mkv:{kinect_dir / MKV}") as src:
+        frame = next(iter(src))
+    assert abs(frame.host_nsec - host_clock_ns()) < 60 * 10**9  # stamped on the host clock
+    spec = default_input_spec("stgcn", window=8, fit="resize")
+    classifier = StreamingClassifier(
+        _ConstantBackend(spec, ["A001", "A002"]), StreamingConfig(min_frames=1)
+    )
+    classifier.push(frame)
+    prediction = classifier.classify_now()
+    assert 0 <= prediction.latency_s < 60  # was an hour off with two clocks
+    from dataclasses import replace
+
+    classifier.push(replace(frame, host_nsec=0))  # no host stamp: the arrival is now, same clock
+    assert 0 <= classifier.classify_now().latency_s < 60
