@@ -176,3 +176,124 @@ def test_load_students_rebuilds_the_ensemble(tmp_path):
     bad = save_checkpoint(tmp_path / "bad.pt", payload)
     with pytest.raises(CheckpointError, match="bad.pt: student 0"):
         load_students(bad)
+
+
+# --- bad checkpoints: named fields, sizes checked before allocation, digests, NaN weights ------
+
+
+def _students_payload():
+    from xmkd.models import build_student
+
+    torch.manual_seed(0)
+    model = build_student("stgcn", 3, width=0.125)
+    payload = make_checkpoint(
+        "students", [("stgcn", {"width": 0.125}, model)], ["a", "b", "c"], {"window": 16}
+    )
+    return model, payload
+
+
+@pytest.mark.parametrize("key", ["input_spec", "class_names", "models"])
+def test_missing_field_is_named(tmp_path, key):
+    from xmkd.checkpoint import load_students
+
+    _, payload = _students_payload()
+    del payload[key]
+    path = tmp_path / "old.pt"
+    torch.save(payload, path)  # as a foreign or damaged writer would
+    with pytest.raises(CheckpointError, match=rf"old.pt: the checkpoint field '{key}' is missing"):
+        load_students(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("input_spec", 5, r"field 'input_spec' must be Mapping, not a int"),
+        ("class_names", "abc", r"field 'class_names' must be list, not a str"),
+        ("num_classes", "3", r"field 'num_classes' must be int, not a str"),
+        ("num_classes", 7, r"num_classes is 7 but there are 3 class names"),
+        ("input_spec", {"window": "x"}, r"the input_spec is not valid"),
+        ("input_spec", {"window": 10**9}, r"input_spec window must be a whole number from 1"),
+        ("input_spec", {"num_persons": 10**6}, r"input_spec num_persons must be"),
+        ("input_spec", {"bogus": 1}, r"unknown input spec field"),
+    ],
+)
+def test_ill_typed_fields_are_named(tmp_path, key, value, message):
+    from xmkd.checkpoint import load_students
+
+    _, payload = _students_payload()
+    payload[key] = value
+    path = tmp_path / "typed.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"typed.pt: .*{message}"):
+        load_students(path)
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs", "message"),
+    [
+        ("stgcn", {"width": 1e6}, r"width=1000000.0 is outside its sane range"),
+        ("stgcn", {"width": float("nan")}, r"width=nan is outside its sane range"),
+        ("stgcn", {"width": 60.0}, r"would have 10,986,702,551 parameters \(40.9 GiB\)"),
+        ("hcn", {"window_size": 8992}, r"would have [\d,]+ parameters"),
+        ("hcn", {"window_size": 10**12}, r"window_size=1000000000000 is outside"),
+        ("hcn", {"num_person": 10**9}, r"num_person=1000000000 is outside"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_allocation(tmp_path, arch, kwargs, message):
+    """A corrupt checkpoint asking for a 40 GB network fails at once (built on the meta device
+    to count, never allocated)."""
+    import time
+
+    from xmkd.checkpoint import load_students
+
+    _, payload = _students_payload()
+    payload["models"][0]["arch"] = arch
+    payload["models"][0]["kwargs"] = kwargs
+    path = tmp_path / "huge.pt"
+    torch.save(payload, path)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=rf"huge.pt: student 0 .*{message}"):
+        load_students(path)
+    assert time.perf_counter() - start < 20  # allocating would take minutes or fail
+
+
+def test_flipped_weight_bit_is_detected_by_the_digest(tmp_path):
+    from xmkd.checkpoint import load_students
+
+    model, payload = _students_payload()
+    path = save_checkpoint(tmp_path / "good.pt", payload)
+    assert torch.load(path, weights_only=True)["models"][0]["digest"].startswith("sha256:")
+    load_students(path)
+    raw = bytearray(path.read_bytes())
+    weight = model.state_dict()["fcn.weight"].numpy().tobytes()
+    at = bytes(raw).find(weight)
+    assert at > 0
+    raw[at + len(weight) // 2] ^= 0x04  # one bit of one weight: still a finite float
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(
+        CheckpointError,
+        match=r"flipped.pt: weights do not match their stored digest \(the file is corrupt\)",
+    ):
+        load_students(bad)
+
+
+def test_checkpoints_without_digest_still_load(tmp_path):
+    from xmkd.checkpoint import load_students
+
+    model, payload = _students_payload()
+    path = tmp_path / "v1.pt"
+    torch.save(payload, path)  # written before digests existed
+    (loaded,), meta = load_students(path)
+    assert torch.equal(loaded.state_dict()["fcn.weight"], model.state_dict()["fcn.weight"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_weights_are_refused(tmp_path, bad):
+    from xmkd.checkpoint import load_students
+
+    model, payload = _students_payload()
+    payload["models"][0]["state_dict"]["fcn.bias"][1] = bad
+    path = save_checkpoint(tmp_path / "nan.pt", payload)  # digest over the NaN: not "corrupt"
+    with pytest.raises(CheckpointError, match=r"nan.pt: model 0 \(stgcn\) weight 'fcn.bias' holds"):
+        load_students(path)

@@ -10,22 +10,31 @@ it and a checkpoint can never run code on load. Its top level:
 ``config``   the training configuration as a plain dict (``dataclasses.asdict`` of xmkd.config)
 ``class_names``  list of class names; ``num_classes`` is its length
 ``input_spec``   the window preprocessing the model expects (``xmkd.preprocess.InputSpec`` as dict)
-``models``   list of ``{"arch": str, "kwargs": dict, "state_dict": dict}``, one per student (one
-             entry, arch ``"tsn"``, for a teacher)
+``models``   list of ``{"arch": str, "kwargs": dict, "state_dict": dict, "digest": str}``, one
+             per student (one entry, arch ``"tsn"``, for a teacher); ``digest`` is
+             :func:`weights_digest` of the state dict, written by :func:`save_checkpoint` and
+             checked on load (checkpoints written before it existed have none and still load)
 ``ensemble`` how the students' probabilities are combined at inference: ``"mean"`` or ``"max"``
 ``extra``    free plain data (modality of a teacher, metrics, ...)
+``stream``   optional (students): what live inference needs to cut windows like the training
+             clips (:class:`StreamInfo`: clip duration in frames, frame rate, body selection);
+             checkpoints written before it existed get :data:`LEGACY_STREAM` with a note
 ``train``    optional, for ``--resume`` only: optimizer and scheduler states per model, RNG states
              (torch, numpy as a tensor, python ``random``), epoch, step, best metric, history
 
 Saving is atomic (a temporary file in the same folder, fsync, ``os.replace``): a crash or a full
 disk leaves the previous checkpoint intact. Every failure is a :class:`CheckpointError` naming
-the file.
+the file: a missing or ill-typed field (named), weights that do not match their digest (flipped
+bits), non-finite weights, an input spec or architecture sizes beyond sane bounds (checked before
+anything is allocated).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import math
 import os
 import random
 import tempfile
@@ -45,6 +54,11 @@ FORMAT = "xmkd-checkpoint"
 VERSION = 1
 KINDS = ("students", "teacher")
 ENSEMBLE_RULES = ("mean", "max")
+#: Largest input window (frames) a checkpoint may ask for: 5 minutes at 30 fps. NTU windows are
+#: 300 frames; an absurd value would make every window buffer of live inference and export huge.
+MAX_WINDOW = 9000
+#: Most persons per window a checkpoint may ask for (Kinect tracks at most 6 bodies).
+MAX_PERSONS = 16
 
 
 # ----------------------------------------------------------------------------- plain data
@@ -176,8 +190,25 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
         plain = to_plain(dict(payload))
     except TypeError as exc:
         raise CheckpointError(f"{path}: cannot be saved: {exc}") from exc
+    plain["models"] = [
+        {**entry, "digest": weights_digest(entry["state_dict"])} for entry in plain["models"]
+    ]
     atomic_torch_save(path, plain)
     return path
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``"sha256:<hex>"`` over a state dict in a canonical order: per key (sorted) its name,
+    dtype, shape and raw bytes. Detects any changed bit of the weights (a corrupt file)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key]
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"state_dict[{key!r}] is a {type(tensor).__name__}, not a tensor")
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
@@ -215,28 +246,102 @@ def load_checkpoint(
         )
     if kind is not None and data.get("kind") != kind:
         raise CheckpointError(
-            f"{path}: is a {data.get('kind')!r} checkpoint, but a {kind!r} checkpoint is needed"
+            f"{path}: is a {_short(data.get('kind'))} checkpoint, but a {kind!r} checkpoint "
+            "is needed"
         )
     _validate(data, path)
+    _check_weights(data, path)
     return data
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters (a corrupt field can be huge)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _field(data: Mapping[str, Any], key: str, types: type | tuple[type, ...], path: Path) -> Any:
+    """``data[key]``, which must exist and be of ``types``; else a CheckpointError naming it."""
+    if key not in data:
+        raise CheckpointError(f"{path}: the checkpoint field '{key}' is missing")
+    value = data[key]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _tuple(types):
+        names = " or ".join(t.__name__ for t in _tuple(types))
+        raise CheckpointError(
+            f"{path}: the checkpoint field '{key}' must be {names}, not {_type_name(value)}"
+        )
+    return value
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
 
 
 def _validate(data: Mapping[str, Any], path: Path) -> None:
     if data.get("format") != FORMAT or data.get("kind") not in KINDS:
         raise CheckpointError(
             f"{path}: checkpoint needs format '{FORMAT}' and kind in {KINDS}, "
-            f"got {data.get('format')!r} / {data.get('kind')!r}"
+            f"got {_short(data.get('format'))} / {_short(data.get('kind'))}"
         )
-    models = data.get("models")
-    if not isinstance(models, list) or not models:
+    models = _field(data, "models", list, path)
+    if not models:
         raise CheckpointError(f"{path}: checkpoint holds no models")
     for i, entry in enumerate(models):
         if not isinstance(entry, Mapping) or not {"arch", "kwargs", "state_dict"} <= set(entry):
             raise CheckpointError(f"{path}: model {i} lacks arch/kwargs/state_dict")
-    if not isinstance(data.get("class_names"), list) or not data["class_names"]:
+        where = f"model {i}"
+        if not isinstance(entry["arch"], str):
+            raise CheckpointError(
+                f"{path}: {where} arch must be a str, not {_type_name(entry['arch'])}"
+            )
+        kwargs, state = entry["kwargs"], entry["state_dict"]
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise CheckpointError(f"{path}: {where} kwargs must be a dict of named options")
+        if not isinstance(state, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
+            raise CheckpointError(f"{path}: {where} state_dict must map names to tensors")
+        if "digest" in entry and not isinstance(entry["digest"], str):
+            raise CheckpointError(f"{path}: {where} digest must be a str")
+    names = _field(data, "class_names", list, path)
+    if not names:
         raise CheckpointError(f"{path}: checkpoint has no class names")
+    if not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: the checkpoint field 'class_names' must hold strings")
+    if "num_classes" in data:
+        count = _field(data, "num_classes", int, path)
+        if count != len(names):
+            raise CheckpointError(
+                f"{path}: num_classes is {count} but there are {len(names)} class names"
+            )
+    _field(data, "input_spec", Mapping, path)
+    for key in ("config", "extra"):
+        if data.get(key) is not None:
+            _field(data, key, Mapping, path)
     if data.get("ensemble", "mean") not in ENSEMBLE_RULES:
-        raise CheckpointError(f"{path}: unknown ensemble rule {data.get('ensemble')!r}")
+        raise CheckpointError(f"{path}: unknown ensemble rule {_short(data.get('ensemble'))}")
+
+
+def _check_weights(data: Mapping[str, Any], path: Path) -> None:
+    """Stored digests match (no flipped bit) and every floating weight is finite."""
+    for i, entry in enumerate(data["models"]):
+        state = entry["state_dict"]
+        stored = entry.get("digest")
+        if stored is not None and stored != weights_digest(state):
+            raise CheckpointError(
+                f"{path}: weights do not match their stored digest (the file is corrupt)"
+            )
+        for key, tensor in state.items():
+            if tensor.is_floating_point() or tensor.is_complex():
+                if not bool(torch.isfinite(tensor).all()):
+                    raise CheckpointError(
+                        f"{path}: model {i} ({entry['arch']}) weight '{key}' holds NaN or "
+                        "infinite values (training diverged?); it cannot make predictions"
+                    )
 
 
 def make_checkpoint(
@@ -248,6 +353,7 @@ def make_checkpoint(
     ensemble: str = "mean",
     extra: Mapping[str, Any] | None = None,
     train: Mapping[str, Any] | None = None,
+    stream: StreamInfo | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a checkpoint dict; ``models`` is a list of (arch, kwargs, module or state_dict).
 
@@ -272,6 +378,7 @@ def make_checkpoint(
         "models": entries,
         "ensemble": ensemble,
         "extra": dict(extra or {}),
+        **({"stream": _as_dict(stream)} if stream is not None else {}),
         **({"train": dict(train)} if train is not None else {}),
     }
 
@@ -284,6 +391,80 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "to_dict"):
         return dict(obj.to_dict())
     return dict(obj)
+
+
+# ----------------------------------------------------------------------------- live windows
+@dataclass(frozen=True)
+class StreamInfo:
+    """How the students' training clips were cut, so a live stream can be cut the same way.
+
+    A live window is the last ``history`` frames of the stream; for the students to see what they
+    were trained on, ``history`` must span the training clips' duration (``clip_frames`` at
+    ``fps``, converted to the live source's rate), and bodies must be chosen by the same rule
+    (``xmkd.ntu.to_model_array(seq, max_bodies, selection=selection)``, then the input spec keeps
+    its ``num_persons`` first slots). The normalisation (centering) is the input spec's.
+
+    Attributes:
+        clip_frames: median number of valid frames of the training clips.
+        fps: their frame rate (NTU RGB+D: 30; a synthetic session: its preset's).
+        selection: body choice of ``to_model_array`` ("motion" or "first").
+        max_bodies: bodies chosen per clip by ``to_model_array`` (the datasets' M, 2).
+        origin: where these values come from (said to the user by ``xmkd live``).
+    """
+
+    clip_frames: int
+    fps: float
+    selection: str = "motion"
+    max_bodies: int = 2
+    origin: str = "the checkpoint"
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.clip_frames) <= MAX_WINDOW:
+            raise ValueError(f"clip_frames must be 1..{MAX_WINDOW}, got {self.clip_frames!r}")
+        if not (math.isfinite(float(self.fps)) and 0.0 < float(self.fps) <= 1000.0):
+            raise ValueError(f"fps must be in (0, 1000], got {self.fps!r}")
+        if self.selection not in ("motion", "first"):
+            raise ValueError(f"selection must be 'motion' or 'first', got {self.selection!r}")
+        if not 1 <= int(self.max_bodies) <= MAX_PERSONS:
+            raise ValueError(f"max_bodies must be 1..{MAX_PERSONS}, got {self.max_bodies!r}")
+        object.__setattr__(self, "clip_frames", int(self.clip_frames))
+        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "max_bodies", int(self.max_bodies))
+
+    @property
+    def seconds(self) -> float:
+        return self.clip_frames / self.fps
+
+    def frames_at(self, fps: float) -> int:
+        """The clip duration in frames of a stream at ``fps`` (at least 1)."""
+        return max(1, int(round(self.clip_frames * float(fps) / self.fps)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str | None = None) -> StreamInfo:
+        """From ``to_dict`` output (unknown keys are ignored: a newer writer may add some)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"the stream entry must be a dict, not {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if origin is not None:
+            values["origin"] = origin
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(f"the stream entry is incomplete ({exc})") from exc
+
+
+#: What a checkpoint without a ``stream`` entry (written before it existed) is assumed to hold:
+#: NTU-like clips (about 3 s at 30 fps), bodies chosen as the datasets choose them.
+LEGACY_STREAM = StreamInfo(
+    clip_frames=90,
+    fps=30.0,
+    origin="a default (90 frames at 30 fps, NTU-like): this model records no training clip "
+    "duration; retrain it, or give --history in frames of your training clips",
+)
 
 
 # ----------------------------------------------------------------------------- students / teacher
@@ -299,6 +480,8 @@ class StudentsMeta:
     ensemble: str = "mean"
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the checkpoint's ``stream`` entry (empty for checkpoints written before it existed)
+    stream: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -311,6 +494,17 @@ class StudentsMeta:
         if hasattr(InputSpec, "from_dict"):
             return InputSpec.from_dict(self.input_spec)
         return InputSpec(**self.input_spec)
+
+    def stream_info(self) -> StreamInfo:
+        """How the training clips were cut (:data:`LEGACY_STREAM` for an older checkpoint)."""
+        if not self.stream:
+            return LEGACY_STREAM
+        try:
+            return StreamInfo.from_dict(
+                self.stream, origin=f"the checkpoint {Path(self.path).name}"
+            )
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: its stream entry is not usable: {exc}") from exc
 
 
 @dataclass
@@ -331,6 +525,24 @@ class TeacherMeta:
         return len(self.class_names)
 
 
+def _students_spec(spec: Mapping[str, Any], path: Path) -> Any:
+    """The checkpoint's input spec as an InputSpec, its window and persons within sane bounds."""
+    from xmkd.preprocess import InputSpec
+
+    try:
+        parsed = InputSpec.from_dict(dict(spec))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the input_spec is not valid ({exc})") from exc
+    for name, bound in (("window", MAX_WINDOW), ("num_persons", MAX_PERSONS)):
+        value = getattr(parsed, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= bound:
+            raise CheckpointError(
+                f"{path}: the input_spec {name} must be a whole number from 1 to {bound}, "
+                f"not {_short(value)}"
+            )
+    return parsed
+
+
 def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
@@ -349,11 +561,12 @@ def load_students(
 
     path = Path(path)
     data = load_checkpoint(path, kind="students", map_location=map_location)
+    _students_spec(data["input_spec"], path)
     modules: list[nn.Module] = []
     for i, entry in enumerate(data["models"]):
-        try:
-            model = build_student(entry["arch"], data["num_classes"], **entry["kwargs"])
-        except (KeyError, TypeError, ValueError) as exc:
+        try:  # build_student checks the sizes before allocating anything
+            model = build_student(entry["arch"], len(data["class_names"]), **entry["kwargs"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(
                 f"{path}: student {i} ({entry['arch']!r}) cannot be built: {exc}"
             ) from exc
@@ -368,20 +581,23 @@ def load_students(
         ensemble=data.get("ensemble", "mean"),
         config=dict(data.get("config") or {}),
         extra=dict(data.get("extra") or {}),
+        stream=dict(data.get("stream") or {}),
     )
+    meta.stream_info()  # a bad stream entry fails on load, naming the file
     return modules, meta
 
 
 def load_teacher(path: str | Path, map_location: Any = "cpu") -> tuple[nn.Module, TeacherMeta]:
     """Build the TSN teacher of a ``teacher`` checkpoint, in eval mode, and its metadata."""
-    from xmkd.models import TSN
+    from xmkd.models import TSN, check_size
 
     path = Path(path)
     data = load_checkpoint(path, kind="teacher", map_location=map_location)
     entry = data["models"][0]
     try:
-        model = TSN(num_classes=data["num_classes"], **entry["kwargs"])
-    except (KeyError, TypeError, ValueError) as exc:
+        check_size("tsn", len(data["class_names"]), dict(entry["kwargs"]))
+        model = TSN(num_classes=len(data["class_names"]), **entry["kwargs"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"{path}: the teacher cannot be built: {exc}") from exc
     _load_state(model, entry["state_dict"], path, "teacher")
     extra = dict(data.get("extra") or {})
