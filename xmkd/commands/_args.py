@@ -76,6 +76,13 @@ def fail(message: str) -> NoReturn:
     raise argparse.ArgumentTypeError(message)
 
 
+def describe(parse: Callable[..., object], kind: str, **bounds: object) -> None:
+    """Record what ``parse`` accepts on the function (``xmkd_kind`` and its bounds), so tests
+    can tell every option is checked and generate values on both sides of each bound."""
+    parse.xmkd_kind = kind  # type: ignore[attr-defined]
+    parse.xmkd_bounds = bounds  # type: ignore[attr-defined]
+
+
 # -------------------------------------------------------------------------------------- numbers
 def _to_int(text: str, what: str) -> int:
     """An integer from ``text``; "1e3" is accepted as 1000 (a whole number written as a float)."""
@@ -110,6 +117,7 @@ def int_range(lo: int, hi: int | None = None, why: str = "") -> Callable[[str], 
         return value
 
     parse.__name__ = "integer"
+    describe(parse, "int", lo=lo, hi=hi)
     return parse
 
 
@@ -155,6 +163,7 @@ def float_range(
         return value
 
     parse.__name__ = "number"
+    describe(parse, "float", lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
     return parse
 
 
@@ -194,6 +203,7 @@ def int_list(lo: int = 1, example: str = "10,50") -> Callable[[str], list[int]]:
         return values
 
     parse.__name__ = "list"
+    describe(parse, "int_list", lo=lo)
     return parse
 
 
@@ -211,6 +221,7 @@ def name_list(known: Callable[[], Iterable[str]], what: str) -> Callable[[str], 
         return names
 
     parse.__name__ = "names"
+    describe(parse, "names", known=known)
     return parse
 
 
@@ -273,12 +284,19 @@ def _creatable_dir(text: str, path: Path) -> None:
         if probe_in == path:
             fail(f"{text} is a file, not a folder")
         fail(f"cannot create the folder {text} ({probe_in} is a file)")
+    if str(probe_in) in _WRITABLE:
+        return
     try:
         probe = tempfile.mkdtemp(prefix=".xmkd-probe-", dir=probe_in)
     except OSError as exc:
         action = "write into the folder" if probe_in == path else "create the folder"
         fail(f"cannot {action} {text} ({exc.strerror or exc})")
     shutil.rmtree(probe, ignore_errors=True)
+    _WRITABLE.add(str(probe_in))
+
+
+#: folders a probe could write into, in this process (one command line probes each once)
+_WRITABLE: set[str] = set()
 
 
 def out_dir(text: str) -> str:
@@ -319,6 +337,7 @@ def keep_text(parse: Callable[[str], object]) -> Callable[[str], str]:
         return text
 
     wrapped.__name__ = "text"
+    wrapped.__dict__.update(parse.__dict__)
     return wrapped
 
 
@@ -329,6 +348,7 @@ def as_path(parse: Callable[[str], str]) -> Callable[[str], Path]:
         return Path(parse(text))
 
     wrapped.__name__ = "path"
+    wrapped.__dict__.update(parse.__dict__)
     return wrapped
 
 
@@ -360,3 +380,17 @@ def source_spec(text: str) -> str:
         if kind == "mkv" and not path.is_file():
             fail(f"{text}: {arg} is not a file")
     return text
+
+
+for _parse, _kind in (
+    (existing_file, "existing_file"),
+    (existing_dir, "existing_dir"),
+    (existing_path, "existing_path"),
+    (out_dir, "out_dir"),
+    (out_file, "out_file"),
+    (out_file_or_stdout, "out_file_or_stdout"),
+    (folder_name, "folder_name"),
+    (device_name, "device"),
+    (source_spec, "source"),
+):
+    describe(_parse, _kind)

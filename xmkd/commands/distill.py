@@ -208,6 +208,9 @@ def student_archs(text: str) -> str:
     return text
 
 
+A.describe(student_archs, "names", known=lambda: ARCHS)
+
+
 def check_students(args: argparse.Namespace) -> None:
     """Options that are only wrong together: the number of students, and a window HCN cannot
     take (its two temporal poolings and fixed-size fc layers need a multiple of 16 frames)."""
