@@ -406,7 +406,9 @@ def _infer_meta(name: str, data: ChunkData, defaults: dict[str, Any]) -> dict[st
     if len(data.device_usec) >= 2:
         period = float(np.median(np.diff(data.device_usec)))
         fps = 1e6 / period if period > 0 else None
-    fps = fps or defaults.get("fps")
+    session_fps = defaults.get("fps")
+    if session_fps and (fps is None or abs(fps / session_fps - 1) < 0.02):
+        fps = session_fps  # the nominal rate (timestamps in whole microseconds round it)
     if not fps:
         raise XmkdError(
             f"{name}: its {META_FILE} is unusable and its frame rate cannot be inferred "

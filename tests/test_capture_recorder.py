@@ -363,3 +363,252 @@ def test_cli_records_the_real_mkv(tmp_path, kinect_dir):
     video = read_video(session.clips[0].video)
     assert video.shape == (1, 720, 1280, 3)
     assert read_skeleton(session.clips[0].skeleton).body_counts.tolist() == [0]  # no SDK here
+
+
+# ---- recovery: never delete what could not be read -----------------------------------------
+CLIP = "S001C001P001R001A000"
+
+
+def make_partial_session(root: Path, chunks: int = 4, per_chunk: int = 15, fps: float = 30.0,
+                         name: str = CLIP, flow: bool = False) -> Path:  # fmt: skip
+    """A session whose recorder was killed: ``partial/<name>/`` with ``chunks`` complete chunks
+    (moving-bar frames with one body, device timestamps at ``fps``) and no finished clip."""
+    import cv2
+
+    from capture.recorder import PartialClip
+    from xmkd.recordings import make_session_dirs, new_session_info, write_session_json
+
+    make_session_dirs(root)
+    settings = {"fps": fps, "flow": flow}
+    write_session_json(root, new_session_info("stripes", [{"camera": 1}], settings))
+    clip = PartialClip(root, name, fps, 1, {"flow": flow})
+    frames = StripeSource(chunks * per_chunk, fps=fps)
+    for i, frame in enumerate(frames):
+        clip.add(cv2.imencode(".jpg", frame.color)[1].tobytes(), frame)
+        if (i + 1) % per_chunk == 0:
+            clip.flush()
+    return root
+
+
+def chunk_path(session: Path, number: int, name: str = CLIP) -> Path:
+    return session / "partial" / name / f"chunk_{number:06d}.npz"
+
+
+def test_recover_keeps_every_readable_chunk_after_a_damaged_one(tmp_path):
+    session = make_partial_session(tmp_path / "s", chunks=14)
+    damaged = chunk_path(session, 3)
+    original = damaged.read_bytes()
+    garbled = bytearray(original)
+    garbled[len(garbled) // 2 : len(garbled) // 2 + 64] = b"\xff" * 64  # CRC no longer matches
+    damaged.write_bytes(bytes(garbled))
+    report = recover_session(session, log=lambda m: None)
+    assert [c["frames"] for c in report.clips] == [13 * 15]  # was 30: cut at the damage
+    clip = Session.open(session).clips[0]
+    device, _ = read_timestamps(clip.timestamps)
+    assert clip.frames == 195 and np.all(np.diff(device) > 0)
+    assert clip.meta["dropped_frames"] == 15  # the gap the damaged chunk left is counted
+    aside = session / "damaged" / CLIP / "chunk_000003.npz"
+    assert aside.read_bytes() == bytes(garbled)  # moved aside, byte for byte, not deleted
+    assert len(report.set_aside) == 1 and "chunk_000003.npz" in report.set_aside[0]
+    assert any("chunk_000003.npz" in w for w in clip.meta["warnings"])
+    assert not (session / "partial" / CLIP).exists()
+
+
+def test_recover_cli_handles_garbage_meta_and_a_torn_zip_in_one_sentence_each(tmp_path, capsys):
+    from xmkd.cli import main
+
+    session = make_partial_session(tmp_path / "s", chunks=4)
+    (session / "partial" / CLIP / "meta.json").write_bytes(b"\x00{garbage")
+    torn = chunk_path(session, 2)
+    torn.write_bytes(torn.read_bytes()[:-100])  # a zip without its central directory
+    assert main(["recover", str(session)]) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    assert "1 clip(s) recovered" in out.out and "2 unreadable file(s)" in out.out
+    clip = Session.open(session).clips[0]
+    assert clip.frames == 45 and clip.fps == pytest.approx(30.0)  # rate from the timestamps
+    assert (session / "damaged" / CLIP / "meta.json").read_bytes() == b"\x00{garbage"
+    assert (session / "damaged" / CLIP / "chunk_000002.npz").is_file()
+
+
+def test_an_interrupted_recovery_leaves_the_partial_clip_as_it_was(tmp_path, monkeypatch):
+    import errno
+
+    import capture.recorder as recorder_module
+
+    session = make_partial_session(tmp_path / "s", chunks=3)
+    folder = session / "partial" / CLIP
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(recorder_module, "write_mjpeg_avi", disk_full)
+    report = recover_session(session, log=lambda m: None)
+    assert report.clips == [] and "No space left" in report.left[0]
+    # meta.json is only read (it was rewritten in place, a torn file after a power cut)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    monkeypatch.undo()
+    assert [c["frames"] for c in recover_session(session, log=lambda m: None).clips] == [45]
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_a_finished_clip_is_durable_before_its_chunks_are_deleted(tmp_path, monkeypatch):
+    """The order of a power-cut-safe finish, observed on the real calls: each file fsynced
+    under a temporary name, renamed, its folder fsynced; then session.json; then the chunks go."""
+    import shutil
+
+    from capture.recorder import finalize_partial
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.fail("this check reads /proc/self/fd (Linux)")
+    session = make_partial_session(tmp_path / "s", chunks=2)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_rmtree = os.fsync, os.replace, shutil.rmtree
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", _fd_path(fd))),
+                                                 real_fsync(fd))[1])  # fmt: skip
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", f"{a}>{b}")),
+                                                     real_replace(a, b))[1])  # fmt: skip
+    monkeypatch.setattr(shutil, "rmtree", lambda p, *a, **k: (events.append(("rmtree", str(p))),
+                                                              real_rmtree(p, *a, **k))[1])  # fmt: skip
+    entry = finalize_partial(session / "partial" / CLIP, session, log=lambda m: None)
+    assert entry is not None and entry["frames"] == 30
+    index = {e: i for i, e in reversed(list(enumerate(events)))}  # first occurrence
+    gone = next(i for i, (kind, p) in enumerate(events) if kind == "rmtree" and p.endswith(CLIP))
+    listed = next(i for i, (kind, p) in enumerate(events)
+                  if kind == "replace" and p.endswith("session.json"))  # fmt: skip
+    for final in (session / "rgb" / f"{CLIP}_rgb.avi", session / "skeletons" / f"{CLIP}.skeleton",
+                  session / "timestamps" / f"{CLIP}.csv", session / "session.json"):  # fmt: skip
+        renamed = next(i for i, (kind, p) in enumerate(events)
+                       if kind == "replace" and p.endswith(f">{final}"))  # fmt: skip
+        tmp = events[renamed][1].split(">")[0]
+        synced = index.get(("fsync", tmp))
+        assert synced is not None and synced < renamed, f"{final.name}: not fsynced before rename"
+        folder = [i for i, e in enumerate(events) if e == ("fsync", str(final.parent))]
+        assert any(renamed < i < gone for i in folder), f"{final.parent.name}/ not fsynced"
+        assert renamed <= listed < gone
+
+
+# ---- start / stop ----------------------------------------------------------------------------
+class FailingSource(StripeSource):
+    def _open(self) -> None:
+        raise XmkdError("camera 2 is unplugged")
+
+
+def test_a_failed_start_closes_the_sources_it_opened(tmp_path, monkeypatch):
+    import cv2
+
+    good = StripeSource(10, camera=1)
+    recorder = Recorder([good, FailingSource(10, camera=2)], tmp_path / "s",
+                        RecordConfig(flow=False, min_free_mb=1), log=lambda m: None)  # fmt: skip
+    with pytest.raises(XmkdError, match="unplugged"):
+        recorder.start()
+    assert not good.is_open
+    # the flow worker failing (TV-L1 without opencv-contrib) also releases the devices
+    monkeypatch.delattr(cv2, "optflow", raising=False)
+    good = StripeSource(10, camera=1)
+    config = RecordConfig(flow_config=FlowConfig(method="tvl1"), min_free_mb=1)
+    with pytest.raises(MissingExtraError):
+        Recorder([good], tmp_path / "t", config, log=lambda m: None).start()
+    assert not good.is_open and not (tmp_path / "t" / "partial" / "recording.pid").exists()
+
+
+class StuckSource(StripeSource):
+    """Yields a few frames, then never yields again (like a real-time source at a frame rate
+    the recorder cannot follow, which skips every frame it is late for)."""
+
+    release = False
+
+    def _frames(self) -> Iterator[Frame]:
+        frames = super()._frames()
+        for _ in range(5):
+            yield next(frames)
+        while not self.release:
+            time.sleep(0.01)
+
+
+def test_max_seconds_stops_a_source_that_never_yields(tmp_path, monkeypatch):
+    import threading
+
+    import capture.recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "STOP_GRACE_SECONDS", 1.0, raising=False)
+    source = StuckSource(100)
+    recorder = Recorder([source], tmp_path / "s",
+                        RecordConfig(max_seconds=0.5, flow=False, min_free_mb=1),
+                        log=lambda m: None)  # fmt: skip
+    recorder.start()
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(recorder.wait()), daemon=True)
+    waiter.start()
+    waiter.join(60)  # a healthy run takes about 1.5 s
+    source.release = True
+    assert not waiter.is_alive(), "the recording never stopped"
+    assert result["outcome"] == "done"
+    assert [c.frames for c in Session.open(tmp_path / "s").clips] == [5]
+
+
+def test_max_seconds_counts_stream_time_for_a_fast_source(tmp_path):
+    # 1000 fps, not paced: far faster than real time; half a second of stream is 500 frames
+    recorder, stats = _record(tmp_path, [StripeSource(5000, fps=1000.0)], max_seconds=0.5,
+                              clip_seconds=100.0, flow=False)  # fmt: skip
+    assert stats["frames"] == {1: 500}
+    assert [c.frames for c in Session.open(tmp_path / "session").clips] == [500]
+
+
+def _disk_usage_of(free: int):
+    import shutil
+
+    real = shutil.disk_usage
+
+    def usage(path):
+        total, used, _ = real(path)
+        return type(real(path))(total, used, free)
+
+    return usage
+
+
+SYNTH = "synthetic:tiny?fps=30&realtime=0&clips=2&width=160&height=120"
+
+
+def record_cli(tmp_path, *extra: str) -> list[str]:
+    return ["record", "--source", SYNTH, "--out", str(tmp_path), "--session", "s", "--setup",
+            "1", "--performer", "1", "--no-flow", "--clip-seconds", "0.5", *extra]  # fmt: skip
+
+
+def test_a_full_disk_exits_non_zero_and_says_so_once(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from xmkd.cli import main
+
+    monkeypatch.setattr(shutil, "disk_usage", _disk_usage_of(50 * 10**6))  # 50 MB free
+    assert main(record_cli(tmp_path, "--min-free-mb", "100")) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert text.count("MB free on the disk") == 1, text
+
+
+def test_enospc_while_writing_exits_non_zero_and_says_so_once(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from capture.recorder import PartialClip
+    from xmkd.cli import main
+
+    real_flush, calls = PartialClip.flush, []
+
+    def flush(self):  # the third chunk finds the disk full
+        calls.append(1)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_flush(self)
+
+    monkeypatch.setattr(PartialClip, "flush", flush)
+    assert main(record_cli(tmp_path, "--min-free-mb", "1")) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert text.count("stopped recording: writing camera 1 failed") == 1, text
+    assert "Traceback" not in text
+    assert len(Session.open(tmp_path / "s").clips) >= 1  # the clips before it are kept
