@@ -429,3 +429,39 @@ def test_distill_and_eval_on_packed_ntu(tmp_path, ntu_samples, capsys):
         == 2
     )
     assert "no clips of the student_train split" in capsys.readouterr().err
+
+
+class BlobsNaNFrom(Blobs):
+    """Blobs whose first sample turns NaN from epoch ``bad_epoch`` (0-based) on."""
+
+    def __init__(self, *args, bad_epoch: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bad_epoch, self.epoch = bad_epoch, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        x, y, i = super().__getitem__(i)
+        if i == 0 and self.epoch >= self.bad_epoch:
+            x = torch.full_like(x, float("nan"))
+        return x, y, i
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, data):
+    _, _, teacher = data
+    train = BlobsNaNFrom(48, seed=0, bad_epoch=1)
+    cfg = tiny_config(epochs=3, students=["stgcn"], student_kwargs=[{"width": 0.125}])
+    with pytest.raises(XmkdError) as info:
+        train_students(
+            cfg, train, CLASSES, {"window": 16}, tmp_path / "run", teacher_logits=teacher
+        )
+    message = str(info.value)
+    assert message.startswith(
+        "training stopped in epoch 2: the supervised loss of student 0 (stgcn)"
+    )
+    assert "is nan (first at step " in message and "last.pt still holds" in message
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["train"]["epoch"] == 1  # epoch 1's checkpoint, intact and loadable
+    (model,), _ = load_students(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())

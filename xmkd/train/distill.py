@@ -180,6 +180,26 @@ def target_table(
     return torch.from_numpy(arr), info
 
 
+def check_finite_losses(
+    losses: dict[str, dict[str, float]], epoch: int, first_bad_step: int, checkpoint: Path
+) -> None:
+    """Stop training with one sentence when an epoch's mean loss is NaN or infinite.
+
+    ``losses`` maps a model (``"student 0 (stgcn)"``) to its loss parts; ``first_bad_step`` is
+    the first step whose loss was non-finite on this process (-1: another process saw it). Runs
+    before the epoch's checkpoint is written, so ``checkpoint`` keeps the last good epoch.
+    """
+    for model, parts in losses.items():
+        for name, value in parts.items():
+            if not math.isfinite(value):
+                at = f" (first at step {first_bad_step})" if first_bad_step >= 0 else ""
+                raise XmkdError(
+                    f"training stopped in epoch {epoch}: the {name} loss of {model} is "
+                    f"{value}{at}; {checkpoint} still holds the last good epoch, if any "
+                    "(lower the learning rate, check --tau and the input data for NaN values)"
+                )
+
+
 def train_step(
     models: Sequence[nn.Module],
     optimizers: Sequence[torch.optim.Optimizer],
@@ -344,6 +364,8 @@ def train_students(
             # sup, mutual, total, agreement; kept on the device: no host sync per step
             sums = torch.zeros(config.k, 4, dtype=torch.float64, device=ctx.device)
             seen = torch.zeros((), dtype=torch.float64, device=ctx.device)
+            # first step of the epoch with a non-finite loss (-1: none), tracked on the device
+            first_bad = torch.full((), -1, dtype=torch.int64, device=ctx.device)
             bar = progress.bar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
             t_log, n_log = time.perf_counter(), 0
             for x, _target, index in loader:
@@ -354,6 +376,8 @@ def train_students(
                     wrapped, optimizers, loss_fn, x, target, clips, autocast
                 )
                 step += 1
+                bad = (first_bad < 0) & ~torch.isfinite(total.detach())
+                first_bad = torch.where(bad, step, first_bad)
                 n = x.shape[0]
                 hard = target.argmax(dim=1) if target.dim() == 2 else target
                 for i, (z, p) in enumerate(zip(logits, parts)):
@@ -400,6 +424,15 @@ def train_students(
             ddp.all_reduce_sum(seen, ctx)
             means = (sums / seen.clamp(min=1)).cpu().tolist()
             train_s = time.perf_counter() - t_epoch
+            check_finite_losses(
+                {
+                    f"student {i} ({config.students[i]})": {"supervised": m[0], "mutual": m[1]}
+                    for i, m in enumerate(means)
+                },
+                epoch + 1,
+                int(first_bad),
+                run_dir / LAST,
+            )
 
             val = None
             if val_set is not None and config.eval_every and (epoch + 1) % config.eval_every == 0:

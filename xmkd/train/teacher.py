@@ -35,6 +35,7 @@ from xmkd.train.distill import (
     autocast_dtype,
     build_optimizer,
     build_scheduler,
+    check_finite_losses,
     in_precision,
     seed_everything,
 )
@@ -145,6 +146,7 @@ def train_teacher(
             wrapped.train()
             sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
             seen = torch.zeros((), dtype=torch.float64)
+            first_bad = -1  # first step with a non-finite loss (the loss is synced per step)
             bar = progress.bar(len(loader), f"teacher epoch {epoch + 1}/{config.epochs}")
             for x, target, _index in loader:
                 x = x.to(ctx.device, non_blocking=True)
@@ -161,6 +163,8 @@ def train_teacher(
                 n = x.shape[0]
                 correct = (logits.detach().argmax(dim=1) == target).double().sum()
                 sums += torch.stack([loss.detach().double().cpu() * n, correct.cpu()])
+                if first_bad < 0 and not torch.isfinite(sums[0]):
+                    first_bad = step
                 seen += n
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
@@ -169,6 +173,12 @@ def train_teacher(
                 scheduler.step()
             ddp.all_reduce_sum(sums, ctx)
             ddp.all_reduce_sum(seen, ctx)
+            check_finite_losses(
+                {"the teacher": {"supervised": float(sums[0] / seen.clamp(min=1))}},
+                epoch + 1,
+                first_bad,
+                path,
+            )
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "losses": {"teacher": {"sup": float(sums[0] / seen.clamp(min=1))}},
