@@ -122,7 +122,11 @@ def test_confusion_view_normalises_rows(qtbot):
     view.set_matrix(matrix, ["A001", "A002"])
     image = view.image.image
     assert image[0].tolist() == [0.75, 0.25] and image[1].tolist() == [0.0, 1.0]
-    assert len(view._texts) == 3  # one label per non-empty cell
+    assert [(i, j, text) for i, j, text, _ in view.counts.cells] == [
+        (0, 0, "3"),
+        (0, 1, "1"),
+        (1, 1, "2"),
+    ]  # a count in each non-empty cell
 
 
 def test_latest_slot_replaces_instead_of_queueing():
@@ -410,3 +414,16 @@ def test_replay_confusion_matrix_is_labelled_with_class_names(qtbot):
     assert tab.confusion.row_names == ["drink water", "a name longer tha…"]
     assert tab.confusion.column_names == tab.confusion.row_names
     assert "A042: a name longer than the axis can hold" in tab.confusion.toolTip()
+
+
+def test_confusion_counts_are_one_item_whatever_the_number_of_cells(qtbot):
+    """The counts of a readable matrix are painted by one item: building a scene item per cell
+    (400 for 20 classes) was the UI thread's longest slice at the end of a folder evaluation
+    (the per-event CPU times are in bench/bench_gui_responsiveness.py)."""
+    view = ConfusionView()
+    qtbot.addWidget(view)
+    view.set_matrix(np.ones((2, 2), dtype=int), ["a", "b"])
+    items_small = len(view.plot.getPlotItem().items)
+    view.set_matrix(np.ones((20, 20), dtype=int), [f"class {i}" for i in range(20)])
+    assert len(view.plot.getPlotItem().items) == items_small
+    assert len(view.counts.cells) == 400
