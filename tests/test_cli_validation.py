@@ -293,11 +293,14 @@ def test_good_values_keep_their_types(parser, tmp_path):
 
 
 def test_main_reports_a_missing_required_option_in_one_line(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["distill", "--epochs", "3"])
-    assert exc.value.code == 2
+    assert main(["distill", "--epochs", "3"]) == 2  # main returns the exit code, as for errors
     err = capsys.readouterr().err
     assert err == "xmkd distill: error: the following arguments are required: --out\n"
+    assert main(["distill", "--out", str(tmp_path / "r"), "--tau", "0"]) == 2
+    assert capsys.readouterr().err.startswith("xmkd distill: error: argument --tau/--kd-tau:")
+    with pytest.raises(SystemExit) as exc:  # --help and --version exit as argparse does
+        main(["--version"])
+    assert exc.value.code == 0
 
 
 # -------------------------------------------------------- the Python API: the same bounds
