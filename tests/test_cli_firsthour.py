@@ -191,3 +191,42 @@ def test_live_with_a_checkpoint_announces_the_onnx_export(
     assert "exporting" not in capsys.readouterr().err
     seconds = float((tmp_path / "cache" / "onnx" / "last-export-seconds").read_text())
     assert seconds > 0
+
+
+# --- xmkd demo: what it prints is what the README shows ---------------------------------------
+
+
+def _shape(lines: list[str]) -> list[str]:
+    """Lines with numbers (and the README's elided times) replaced: the format, not the values."""
+    import re
+
+    out = []
+    for line in lines:
+        line = re.sub(r"\.\.\.|\d+(\.\d+)?", "N", line)
+        out.append(re.sub(r"\s+", " ", line).strip())
+    return out
+
+
+def test_demo_prints_the_readme_table_and_stage_times(tmp_path, tiny_session, capsys):
+    """The README's demo output lacked the table's rule line and the teacher line's note, and the
+    demo printed only a total time; it now ends with the time of every stage."""
+    import re
+
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path / "demo"
+    args = ["demo", "--sessions", str(tiny_session), "--out", str(out), "--quiet"]
+    assert main([*args, "--epochs", "1", "--teacher-epochs", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(printed) if line.startswith("teacher (TSN"))
+    printed = [line for line in printed[start:] if not line.startswith("students: ")]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("What `xmkd demo` printed", 1)[1].split("```\n", 2)[1].splitlines()
+    block = [line for line in block if not line.startswith("students: ")]
+    # the test reuses the session, so the demo generated no data: that stage is not printed
+    block = [line for line in block if not line.startswith("synthetic data ")]
+    assert _shape(printed) == _shape(block)
+    stages = [line.split()[0] for line in printed if re.match(r"^[a-z ]+\s+\d+$", line)]
+    assert stages == ["setup", "teacher", "teacher", "distillation", "evaluation", "total"]
+    assert printed[-1].endswith(", 1 torch CPU threads")

@@ -360,6 +360,7 @@ def prepare_synthetic(
     accuracy = meta.extra.get("student_train_accuracy")
     labels_path = out / "labels.pt"
     t0 = time.perf_counter()
+    say(f"labeling Student-Train with the teacher into {labels_path} ...")
     raw = video_source(sessions, meta.modality, "student_train")
     data = TeacherClips(raw, TSNInputSpec.from_dict(meta.input_spec), train=False)
     from xmkd.config import resolve_device
