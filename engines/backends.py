@@ -64,6 +64,9 @@ class ModelSource:
     #: A TensorRT engine file from ``xmkd export --format tensorrt``: the tensorrt backend runs
     #: it as is; the others run the ``.onnx`` beside it.
     plan_path: Path | None = None
+    #: How the training clips were cut (``xmkd.checkpoint.StreamInfo``): the live path's history,
+    #: frame rate and body selection; None: ``xmkd.checkpoint.LEGACY_STREAM``.
+    stream: Any = None
     #: Told what takes time while the model is made ready (the ONNX export of a checkpoint:
     #: 25-30 s on 2 CPU cores, silent before), one line per call; None: nothing is said.
     progress: Callable[[str], None] | None = None
@@ -109,6 +112,7 @@ class ModelSource:
             students=students,
             checkpoint=Path(path),
             info=checkpoint_metadata(meta),
+            stream=meta.stream_info(),
         )
         source.ensemble()  # validates the rule and the window now, not at first use
         return source
@@ -116,25 +120,47 @@ class ModelSource:
     @classmethod
     def from_onnx(cls, path: str | Path) -> ModelSource:
         """An ONNX file exported by :mod:`engines.export` (its metadata has names and spec)."""
-        from engines.export import read_metadata
+        from engines.export import verified_metadata
+        from xmkd.checkpoint import LEGACY_STREAM, StreamInfo
         from xmkd.preprocess import InputSpec
 
-        info = read_metadata(path)
-        if "class_names" not in info or "input_spec" not in info:
-            raise XmkdError(
-                f"{path}: has no xmkd metadata (class names, input spec); export it with "
-                "`xmkd export CHECKPOINT --format onnx`"
-            )
+        # readable, xmkd metadata, finite weights, no failed parity check: else one sentence
+        info = verified_metadata(path)
+        stream = LEGACY_STREAM
+        if info.get("stream"):
+            try:
+                stream = StreamInfo.from_dict(info["stream"], origin=f"the model {Path(path).name}")
+            except ValueError as exc:
+                raise XmkdError(f"{path}: its stream metadata is not usable: {exc}") from exc
         return cls(
             class_names=list(info["class_names"]),
             spec=InputSpec.from_dict(info["input_spec"]),
             rule=info.get("ensemble", "mean"),
             onnx_path=Path(path),
+            stream=stream,
         )
 
     @property
     def window(self) -> int:
         return int(self.spec.window)
+
+    @property
+    def stream_info(self) -> Any:
+        """How the training clips were cut (``xmkd.checkpoint.StreamInfo``)."""
+        if self.stream is None:
+            from xmkd.checkpoint import LEGACY_STREAM
+
+            return LEGACY_STREAM
+        return self.stream
+
+    def prepare(self, sequence: Any) -> np.ndarray:
+        """The model input (3, window, 25, M) of a clip (``xmkd.ntu.SkeletonSequence``): THE
+        offline path, as the datasets and ``xmkd eval`` build it (bodies chosen as in
+        training by ``xmkd.ntu.to_model_array``, then ``xmkd.preprocess.prepare_window`` in
+        test mode). The Replay tab, the streaming classifier and the live-accuracy checks all
+        call this."""
+        stream = self.stream_info
+        return prepare_clip(sequence, self.spec, stream.selection, stream.max_bodies)
 
     def ensemble(self) -> nn.Module:
         from engines.export import Ensemble
@@ -155,7 +181,7 @@ class ModelSource:
         cached under ``$XMKD_CACHE/onnx`` (keyed by the checkpoint's bytes, window and rule)."""
         if self.onnx_path is not None:
             return self.onnx_path
-        from engines.export import export_checked
+        from engines.export import cached_export_ok, export_checked
         from engines.tensorrt import cache_dir, file_sha256
 
         if self.checkpoint is not None:
@@ -166,7 +192,9 @@ class ModelSource:
             f"{origin}|{self.window}|{self.rule}|{self.exporter}".encode()
         ).hexdigest()[:24]
         target = cache_dir() / "onnx" / f"{stem}-{digest}.onnx"
-        if not target.is_file():
+        # reused only when it is this source's export and its parity check passed; a stray,
+        # corrupt or unchecked file there is exported again (and replaced)
+        if not cached_export_ok(target, digest):
             say = self.progress or (lambda text: None)
             timing = target.parent / "last-export-seconds"
             try:  # the last export on this machine is the best estimate of the next one
@@ -189,6 +217,7 @@ class ModelSource:
                     **self.info,
                     "class_names": list(self.class_names),
                     "input_spec": self.spec.to_dict(),
+                    "cache_key": digest,
                 },
                 progress=lambda stage: say(f"  {stage} ..."),
             )
@@ -200,6 +229,19 @@ class ModelSource:
                 pass
         self.onnx_path = target
         return target
+
+
+def prepare_clip(sequence: Any, spec: Any, selection: str, max_bodies: int) -> np.ndarray:
+    """THE clip -> model input path outside training: ``xmkd.ntu.to_model_array`` choosing
+    ``max_bodies`` bodies by ``selection`` (as the datasets do: 2 by motion), then
+    ``xmkd.preprocess.prepare_window`` (test mode), which keeps the spec's ``num_persons`` first
+    slots. (Choosing only ``num_persons`` bodies is not the same: with one person kept, the
+    datasets keep the earlier-appearing of the two most moving bodies.)"""
+    from xmkd.ntu import to_model_array
+    from xmkd.preprocess import prepare_window
+
+    clip, valid = to_model_array(sequence, max_bodies=int(max_bodies), selection=selection)
+    return prepare_window(clip, valid, spec, train=False)
 
 
 def _weights_digest(students: Sequence[nn.Module]) -> str:

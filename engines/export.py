@@ -17,7 +17,14 @@ deprecated by torch but 20x faster to export and able to write opset 17).
 Every export is checked with ONNX Runtime against the PyTorch ensemble on random windows (also at
 other batch sizes/windows when those axes are dynamic) and on real windows when given (NTU
 ``.skeleton`` files through the shared preprocessing); the largest absolute difference of the
-probabilities is reported and an export above the tolerance (1e-4 for FP32) fails.
+probabilities is reported and an export above the tolerance (1e-4 for FP32) fails, as does one
+with any NaN or infinite output (NaN compares false with everything, so it is checked apart).
+An export is written under a temporary name and renamed to its path only once its parity check
+passed, so a failed export never sits where a cache would find it; the parity report is stored in
+the file's metadata and :func:`cached_export_ok` checks it (and the source's key) before a cached
+file is reused. Students with NaN or infinite weights are refused before exporting, and ONNX files
+that are not readable, carry no usable xmkd metadata or hold non-finite initializers are refused
+with one sentence naming the file (:func:`load_onnx`, :func:`verified_metadata`).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -127,6 +135,11 @@ class ParityReport:
     random_shapes: list[list[int]]
     real_max_abs_diff: float | None = None
     real_windows: int = 0
+    #: NaN or infinite probabilities from ONNX Runtime or PyTorch (any fails the check).
+    nonfinite_outputs: int = 0
+    #: Largest spread (max - min) of PyTorch's probabilities of one input; far below the
+    #: tolerance the outputs hardly depend on the input and the check proves little.
+    output_spread: float | None = None
 
     @property
     def max_abs_diff(self) -> float:
@@ -137,7 +150,7 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        return not self.nonfinite_outputs and self.max_abs_diff <= self.tolerance
 
     def summary(self) -> str:
         text = f"random inputs {self.random_max_abs_diff:.2e} ({len(self.random_shapes)} shapes)"
@@ -145,6 +158,10 @@ class ParityReport:
             text += f", real windows {self.real_max_abs_diff:.2e} ({self.real_windows} windows)"
         else:
             text += ", no real windows checked"
+        if self.nonfinite_outputs:
+            text += f", {self.nonfinite_outputs} NaN or infinite outputs"
+        if self.output_spread is not None and self.output_spread < self.tolerance:
+            text += " (outputs nearly constant: an untrained model? the check proves little)"
         verdict = "ok" if self.passed else "FAILED"
         return f"max abs diff {text}; tolerance {self.tolerance:.0e} ({self.precision}): {verdict}"
 
@@ -193,6 +210,12 @@ def export_onnx(
     if exporter == "dynamo":
         require("onnxscript", "onnx", "The dynamo ONNX exporter")
     ensemble = _on_cpu(as_ensemble(model, rule))
+    for name, tensor in ensemble.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise XmkdError(
+                f"cannot export to {path}: weight '{name}' holds NaN or infinite values "
+                "(training diverged?)"
+            )
     fixed = ensemble.fixed_window
     if fixed is not None and window != fixed:
         raise XmkdError(f"these students need windows of {fixed} frames; got --window {window}")
@@ -304,14 +327,115 @@ def _set_metadata(proto: Any, info: dict[str, Any]) -> None:
     entry.value = json.dumps(info)
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The xmkd metadata (class names, input spec, window, ensemble...) of an exported ONNX file."""
+def load_onnx(path: str | Path) -> Any:
+    """The ``onnx.ModelProto`` of ``path``; one sentence naming the file when it is missing,
+    truncated or not ONNX at all (protobuf's DecodeError otherwise ends in a traceback)."""
     onnx = _onnx()
-    proto = onnx.load(str(path), load_external_data=False)
+    path = Path(path)
+    if not path.is_file():
+        raise XmkdError(f"{path}: no such ONNX file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # DecodeError, RuntimeError, ...: all "not a readable model"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise XmkdError(
+            f"{path}: is not a readable ONNX model (truncated or corrupt? {first})"
+        ) from None
+    if not proto.graph.node and not proto.graph.output:
+        raise XmkdError(f"{path}: is not a readable ONNX model (it holds no graph)")
+    return proto
+
+
+def _metadata_of(proto: Any, path: str | Path) -> dict[str, Any]:
     for prop in proto.metadata_props:
         if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
+            try:
+                info = json.loads(prop.value)
+            except ValueError:
+                info = None
+            if not isinstance(info, dict):
+                raise XmkdError(f"{path}: its xmkd metadata is not a JSON object (corrupt file?)")
+            return info
     return {}
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The xmkd metadata (class names, input spec, window, ensemble...) of an exported ONNX file."""
+    return _metadata_of(load_onnx(path), path)
+
+
+def nonfinite_initializer(proto: Any) -> str | None:
+    """The name of the first float initializer holding NaN or inf, or None."""
+    from onnx import numpy_helper
+
+    for tensor in proto.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            return tensor.name
+    return None
+
+
+def verified_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of an ONNX file xmkd is asked to run, after the checks that make it
+    trustworthy: readable, xmkd metadata with class names and input spec, no NaN/inf weights,
+    and no failed parity check recorded."""
+    proto = load_onnx(path)
+    info = _metadata_of(proto, path)
+    names, spec = info.get("class_names"), info.get("input_spec")
+    if not isinstance(names, list) or not names or not isinstance(spec, dict):
+        raise XmkdError(
+            f"{path}: has no xmkd metadata (class names, input spec); export it with "
+            "`xmkd export CHECKPOINT --format onnx`"
+        )
+    if not all(isinstance(n, str) for n in names):
+        raise XmkdError(f"{path}: its xmkd metadata's class names are not all strings")
+    _check_spec(spec, path)
+    bad = nonfinite_initializer(proto)
+    if bad is not None:
+        raise XmkdError(f"{path}: weight '{bad}' holds NaN or infinite values; it cannot run")
+    parity = info.get("parity")
+    if parity is not None and not _parity_passed(parity):
+        raise XmkdError(f"{path}: its export failed (or lacks) the parity check against PyTorch")
+    return info
+
+
+def _check_spec(spec: dict[str, Any], path: str | Path) -> None:
+    """The metadata's input spec is a valid InputSpec of sane size (as for checkpoints)."""
+    from xmkd.checkpoint import MAX_PERSONS, MAX_WINDOW
+    from xmkd.preprocess import InputSpec
+
+    try:
+        parsed = InputSpec.from_dict(spec)
+    except (TypeError, ValueError) as exc:
+        raise XmkdError(f"{path}: its input spec is not valid ({str(exc)[:160]})") from None
+    for name, bound in (("window", MAX_WINDOW), ("num_persons", MAX_PERSONS)):
+        value = getattr(parsed, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= bound:
+            raise XmkdError(
+                f"{path}: its input spec {name} must be a whole number from 1 to {bound}"
+            )
+
+
+def _parity_passed(parity: Any) -> bool:
+    try:
+        diffs = [float(parity["random_max_abs_diff"])]
+        if parity.get("real_max_abs_diff") is not None:
+            diffs.append(float(parity["real_max_abs_diff"]))
+        ok = all(math.isfinite(d) and d <= float(parity["tolerance"]) for d in diffs)
+        return ok and not parity.get("nonfinite_outputs")
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return False
+
+
+def cached_export_ok(path: str | Path, key: str) -> bool:
+    """Whether a cached export at ``path`` may be reused for the source identified by ``key``:
+    readable, made from that source (its ``cache_key``), its parity check recorded as passed and
+    no NaN/inf weights. Anything else is exported again."""
+    try:
+        info = verified_metadata(path)
+    except XmkdError:
+        return False
+    return info.get("cache_key") == key and info.get("parity") is not None
 
 
 def write_float16(source: str | Path, target: str | Path) -> Path:
@@ -319,7 +443,7 @@ def write_float16(source: str | Path, target: str | Path) -> Path:
     from engines.onnx_fp16 import convert_to_float16
 
     onnx = _onnx()
-    proto = convert_to_float16(onnx.load(str(source)))
+    proto = convert_to_float16(load_onnx(source))
     info = read_metadata(source)
     _set_metadata(proto, {**info, "precision": "fp16"})
     target = Path(target)
@@ -391,10 +515,18 @@ def onnx_session(path: str | Path, providers: Sequence[str] = ("CPUExecutionProv
     ort = require("onnxruntime", "onnx", "Running ONNX models")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=list(providers))
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime's errors (Fail, InvalidGraph, ...) share no base class
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise XmkdError(f"{path}: ONNX Runtime cannot load this model ({first})") from None
 
 
-def _max_diff(ensemble: Ensemble, session: Any, batches: Sequence[np.ndarray]) -> float:
+def _max_diff(
+    ensemble: Ensemble, session: Any, batches: Sequence[np.ndarray], report: ParityReport
+) -> float:
+    """Largest |ONNX - PyTorch| over the batches; counts NaN/inf outputs into ``report`` (they
+    would make every comparison false, i.e. pass) and records the reference outputs' spread."""
     worst = 0.0
     for x in batches:
         with torch.no_grad():
@@ -402,7 +534,15 @@ def _max_diff(ensemble: Ensemble, session: Any, batches: Sequence[np.ndarray]) -
         out = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         if out.shape != ref.shape:
             raise XmkdError(f"ONNX output shape {out.shape} differs from PyTorch's {ref.shape}")
+        finite = np.isfinite(out) & np.isfinite(ref)
+        report.nonfinite_outputs += int(finite.size - np.count_nonzero(finite))
+        if not finite.all():
+            worst = math.inf
+            continue
         worst = max(worst, float(np.abs(out.astype(np.float64) - ref).max()))
+        if ref.size:
+            spread = float((ref.max(axis=-1) - ref.min(axis=-1)).max())
+            report.output_spread = max(report.output_spread or 0.0, spread)
     return worst
 
 
@@ -423,13 +563,14 @@ def check_parity(
     report = ParityReport(
         precision=precision,
         tolerance=tolerance,
-        random_max_abs_diff=_max_diff(ensemble, session, random_inputs),
+        random_max_abs_diff=0.0,
         random_shapes=[list(x.shape) for x in random_inputs],
     )
+    report.random_max_abs_diff = _max_diff(ensemble, session, random_inputs, report)
     if real_inputs is not None and len(real_inputs):
         # Batches of up to 8 so long windows stay cheap on CPU.
         chunks = [real_inputs[i : i + 8] for i in range(0, len(real_inputs), 8)]
-        report.real_max_abs_diff = _max_diff(ensemble, session, chunks)
+        report.real_max_abs_diff = _max_diff(ensemble, session, chunks, report)
         report.real_windows = len(real_inputs)
     if raise_on_failure and not report.passed:
         raise XmkdError(
@@ -457,27 +598,36 @@ def export_checked(
     """
     path = Path(path)
     ensemble = as_ensemble(model, rule)
-    fp32_path = path.with_name(path.stem + ".fp32.onnx") if fp16 else path
-    result = export_onnx(
-        ensemble, fp32_path, window, rule=rule, persons=persons, progress=progress, **kwargs
-    )
-    if progress:
-        progress("parity check")
-    inputs = random_windows(window, result.dynamic_batch, result.dynamic_window, persons)
-    result.parity = check_parity(ensemble, fp32_path, inputs, real_inputs, "fp32", rule)
-    if fp16:
-        write_float16(fp32_path, path)
-        fp32_path.unlink()
-        result.path = path
-        result.precision = "fp16"
-        result.parity = check_parity(ensemble, path, inputs, real_inputs, "fp16", rule)
-    _set_file_metadata(result.path, {"parity": asdict(result.parity)})
+    # Both files are written under temporary names; only a checked one is renamed to ``path``,
+    # so a failed export is never left where it (or a cache) would be picked up later.
+    fp32_tmp = path.with_name(f".{path.stem}.fp32-unchecked.onnx")
+    fp16_tmp = path.with_name(f".{path.stem}.fp16-unchecked.onnx")
+    try:
+        result = export_onnx(
+            ensemble, fp32_tmp, window, rule=rule, persons=persons, progress=progress, **kwargs
+        )
+        if progress:
+            progress("parity check")
+        inputs = random_windows(window, result.dynamic_batch, result.dynamic_window, persons)
+        result.parity = check_parity(ensemble, fp32_tmp, inputs, real_inputs, "fp32", rule)
+        checked = fp32_tmp
+        if fp16:
+            write_float16(fp32_tmp, fp16_tmp)
+            result.precision = "fp16"
+            result.parity = check_parity(ensemble, fp16_tmp, inputs, real_inputs, "fp16", rule)
+            checked = fp16_tmp
+        _set_file_metadata(checked, {"parity": asdict(result.parity)})
+        os.replace(checked, path)
+    finally:
+        fp32_tmp.unlink(missing_ok=True)
+        fp16_tmp.unlink(missing_ok=True)
+    result.path = path
     return result
 
 
 def _set_file_metadata(path: Path, extra: dict[str, Any]) -> None:
     onnx = _onnx()
-    proto = onnx.load(str(path))
+    proto = load_onnx(path)
     info = read_metadata(path)
     _set_metadata(proto, {**info, **extra})
     tmp = path.with_name(f".{path.name}.tmp")
@@ -492,4 +642,6 @@ def checkpoint_metadata(meta: Any) -> dict[str, Any]:
         "archs": list(meta.archs),
         "class_names": list(meta.class_names),
         "input_spec": dict(meta.input_spec),
+        # live inference cuts windows like the training clips: an .onnx must say how on its own
+        "stream": meta.stream_info().to_dict(),
     }

@@ -35,8 +35,10 @@ def _to_fp16_array(array: np.ndarray) -> np.ndarray:
 
 def is_float16_model(path: str | Path) -> bool:
     """True when the graph holds float16 weights (a file this module or AutoCast produced)."""
+    from engines.export import load_onnx  # one sentence for a truncated or foreign file
+
     onnx = _onnx()
-    model = onnx.load(str(path), load_external_data=False)
+    model = load_onnx(path)
     return any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
 
 

@@ -173,3 +173,124 @@ def test_float16_conversion_keeps_io_and_resize_scales(tmp_path):
     assert report.passed and report.max_abs_diff > 0  # really computed in half precision
     with pytest.raises(XmkdError, match="disagrees"):
         check_parity(model, fp16, inputs, precision="fp16", tolerance=1e-9)
+
+
+# --- bad models and bad files: NaN-aware parity, no unchecked file left, one-sentence errors ----
+
+
+def test_parity_fails_on_nan_outputs(tmp_path):
+    """NaN compares false with everything: the old check reported "0.00e+00 ok" for a model
+    whose every output was NaN."""
+    good = stgcn(0)
+    path = export_onnx(good, tmp_path / "m.onnx", 16, exporter="torchscript").path
+    broken = stgcn(0)
+    with torch.no_grad():
+        broken.fcn.bias.fill_(float("nan"))
+    inputs = random_windows(16, True, True)
+    report = check_parity(broken, path, inputs, raise_on_failure=False)
+    assert not report.passed and report.nonfinite_outputs > 0
+    assert "NaN or infinite outputs" in report.summary() and "FAILED" in report.summary()
+    with pytest.raises(XmkdError, match="disagrees with PyTorch"):
+        check_parity(broken, path, inputs)
+
+
+def test_export_refuses_nan_weights(tmp_path):
+    model = stgcn(0)
+    with torch.no_grad():
+        model.fcn.weight[0, 0] = float("nan")
+    with pytest.raises(XmkdError, match=r"weight '.*fcn.weight' holds NaN or infinite values"):
+        export_checked(model, tmp_path / "nan.onnx", 16, exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_parity_leaves_no_file(tmp_path, monkeypatch):
+    import engines.export as export
+
+    monkeypatch.setitem(export.TOLERANCE, "fp32", -1.0)  # nothing can pass
+    for fp16 in (False, True):
+        with pytest.raises(XmkdError, match="disagrees with PyTorch"):
+            export_checked(stgcn(0), tmp_path / "m.onnx", 16, exporter="torchscript", fp16=fp16)
+        assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("truncated", lambda raw: raw[: len(raw) // 3]),
+        ("random", lambda raw: np.random.default_rng(0).bytes(4096)),
+        ("empty", lambda raw: b""),
+        ("text", lambda raw: b"not a model\n" * 10),
+    ],
+)
+def test_unreadable_onnx_is_one_sentence(tmp_path, kind, make):
+    from engines.backends import ModelSource
+
+    good = export_onnx(stgcn(0), tmp_path / "good.onnx", 16, exporter="torchscript").path
+    bad = tmp_path / f"{kind}.onnx"
+    bad.write_bytes(make(good.read_bytes()))
+    for call in (read_metadata, ModelSource.from_onnx, ModelSource.from_file):
+        with pytest.raises(XmkdError, match=rf"{kind}.onnx: (is not a readable ONNX model|has no)"):
+            call(bad)
+
+
+def test_onnx_without_metadata_nan_weights_or_failed_parity_is_refused(tmp_path):
+    from engines.backends import ModelSource
+    from engines.export import _set_file_metadata
+
+    spec = default_input_spec("stgcn", window=16).to_dict()
+    meta = {"class_names": [f"c{i}" for i in range(10)], "input_spec": spec}
+    result = export_checked(stgcn(0), tmp_path / "ok.onnx", 16, exporter="torchscript",
+                            metadata=meta)  # fmt: skip
+    assert ModelSource.from_onnx(result.path).class_names == meta["class_names"]
+    plain = onnx.load(str(result.path))
+    del plain.metadata_props[:]
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    with pytest.raises(XmkdError, match="plain.onnx: has no xmkd metadata"):
+        ModelSource.from_onnx(tmp_path / "plain.onnx")
+    nan = onnx.load(str(result.path))
+    weight = next(t for t in nan.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    array = onnx.numpy_helper.to_array(weight).copy()
+    array.flat[0] = np.nan
+    weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
+    onnx.save(nan, str(tmp_path / "nan.onnx"))
+    with pytest.raises(XmkdError, match=r"nan.onnx: weight '.*' holds NaN or infinite values"):
+        ModelSource.from_onnx(tmp_path / "nan.onnx")
+    failed = tmp_path / "failed.onnx"
+    failed.write_bytes(result.path.read_bytes())
+    _set_file_metadata(failed, {"parity": {**read_metadata(failed)["parity"],
+                                           "random_max_abs_diff": 0.5}})  # fmt: skip
+    with pytest.raises(XmkdError, match="failed.onnx: its export failed .*the parity check"):
+        ModelSource.from_onnx(failed)
+
+
+def test_cached_export_is_checked_before_reuse(tmp_path, monkeypatch):
+    """A cached ONNX whose parity failed, that is corrupt or made from other weights is exported
+    again instead of being run."""
+    from engines.backends import ModelSource
+    from engines.export import _set_file_metadata, cached_export_ok
+    from xmkd.checkpoint import make_checkpoint, save_checkpoint
+
+    monkeypatch.setenv("XMKD_CACHE", str(tmp_path / "cache"))
+    spec = default_input_spec("stgcn", window=16)
+    ckpt = tmp_path / "students.pt"
+    classes = [f"c{i}" for i in range(10)]
+    save_checkpoint(ckpt, make_checkpoint("students", [("stgcn", {"width": 0.125}, stgcn(0))],
+                                          classes, spec.to_dict()))  # fmt: skip
+    source = ModelSource.from_checkpoint(ckpt)
+    source.exporter = "torchscript"
+    cached = source.onnx_file()
+    key = read_metadata(cached)["cache_key"]
+    assert cached_export_ok(cached, key)
+    for spoil in ("parity", "corrupt", "key"):
+        if spoil == "parity":
+            _set_file_metadata(cached, {"parity": {**read_metadata(cached)["parity"],
+                                                   "nonfinite_outputs": 3}})  # fmt: skip
+        elif spoil == "corrupt":
+            cached.write_bytes(cached.read_bytes()[:1000])
+        else:
+            _set_file_metadata(cached, {"cache_key": "another checkpoint"})
+        assert not cached_export_ok(cached, key)
+        again = ModelSource.from_checkpoint(ckpt)
+        again.exporter = "torchscript"
+        assert again.onnx_file() == cached
+        assert cached_export_ok(cached, key), spoil  # exported again, checked
