@@ -468,12 +468,22 @@ def test_a_finished_clip_is_durable_before_its_chunks_are_deleted(tmp_path, monk
     session = make_partial_session(tmp_path / "s", chunks=2)
     events: list[tuple[str, str]] = []
     real_fsync, real_replace, real_rmtree = os.fsync, os.replace, shutil.rmtree
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", _fd_path(fd))),
-                                                 real_fsync(fd))[1])  # fmt: skip
-    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", f"{a}>{b}")),
-                                                     real_replace(a, b))[1])  # fmt: skip
-    monkeypatch.setattr(shutil, "rmtree", lambda p, *a, **k: (events.append(("rmtree", str(p))),
-                                                              real_rmtree(p, *a, **k))[1])  # fmt: skip
+
+    def fsync(fd):
+        events.append(("fsync", _fd_path(fd)))
+        return real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", f"{a}>{b}"))
+        return real_replace(a, b)
+
+    def rmtree(p, *args, **kwargs):
+        events.append(("rmtree", str(p)))
+        return real_rmtree(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
     entry = finalize_partial(session / "partial" / CLIP, session, log=lambda m: None)
     assert entry is not None and entry["frames"] == 30
     index = {e: i for i, e in reversed(list(enumerate(events)))}  # first occurrence
@@ -612,3 +622,127 @@ def test_enospc_while_writing_exits_non_zero_and_says_so_once(tmp_path, monkeypa
     assert text.count("stopped recording: writing camera 1 failed") == 1, text
     assert "Traceback" not in text
     assert len(Session.open(tmp_path / "s").clips) >= 1  # the clips before it are kept
+
+
+# ---- signals and the flow worker's lifecycle ---------------------------------------------------
+def _wait_gone(pids: list[int], seconds: float = 60.0) -> list[int]:
+    """Poll until none of ``pids`` runs (generous: a loaded 2-core machine); the survivors."""
+    deadline = time.monotonic() + seconds
+    while [p for p in pids if process_running(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if process_running(p)]
+
+
+def _start_recording(out: Path, log: Path, **popen) -> subprocess.Popen:
+    """``xmkd record`` with live flow, once its first chunk is on disk; output to ``log`` (a
+    file: a helper that outlived the recorder would hold a pipe open)."""
+    cmd = [sys.executable, "-m", "xmkd", "record", "--source",
+           "synthetic:tiny?fps=30&width=320&height=180", "--out", str(out), "--session", "s",
+           "--setup", "1", "--performer", "2", "--clip-seconds", "2.0",
+           "--min-free-mb", "1"]  # fmt: skip
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, **popen)
+    deadline = time.monotonic() + 120
+    while not list((out / "s" / "partial").glob("*/chunk_*.npz")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the recording did not start"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("SIGTERM", 143), ("Ctrl+C", 130)], ids=["sigterm", "ctrl-c"]
+)
+def test_a_signal_stops_the_recording_gracefully(tmp_path, how, code):
+    out, log = tmp_path / "rec", tmp_path / "record.log"
+    proc = _start_recording(out, log, start_new_session=True)
+    helpers = child_processes(proc.pid)  # the flow worker and multiprocessing's tracker
+    assert helpers
+    if how == "SIGTERM":
+        proc.send_signal(signal.SIGTERM)
+    else:  # a terminal sends Ctrl+C's SIGINT to the whole process group, the worker too
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the recorder did not exit after {how}")
+    output = log.read_text()
+    assert proc.returncode == code, output
+    assert "clip(s) in" in output and "Traceback" not in output, output
+    assert not _wait_gone(helpers), f"a helper outlived the recorder after {how}"
+    session = Session.open(out / "s")
+    assert session.clips and all(c.has_flow for c in session.clips)
+    assert not [p for p in (out / "s" / "partial").iterdir() if p.is_dir()]
+
+
+WORKER_SCRIPT = """
+import os, signal, sys, time
+import numpy as np
+from capture.flow import FlowConfig, FlowWorker
+
+def frame(i):
+    img = np.zeros((180, 320, 3), np.uint8)
+    img[:, i * 4 : i * 4 + 40] = 255
+    return img
+
+if __name__ == "__main__":
+    case = sys.argv[1]
+    worker = FlowWorker(FlowConfig(preset="ultrafast"))
+    print(worker.pid, flush=True)
+    if case == "start-up":  # the recorder dies while its worker is still starting
+        os.kill(os.getpid(), signal.SIGKILL)
+    if case == "sigint":  # Ctrl+C reaches the worker while it starts (the process group)
+        os.kill(worker.pid, signal.SIGINT)
+    if case == "dead":  # the worker was killed; the recorder goes on and exits
+        os.kill(worker.pid, signal.SIGKILL)
+        while worker._proc.is_alive():
+            time.sleep(0.05)
+    for i in range(1, 21):
+        worker.submit("CLIP", i, frame(i))
+    worker.end_clip("CLIP")
+    print(worker.wait_clip("CLIP", timeout=120), worker.pairs.get("CLIP", 0), flush=True)
+    if case == "torn":  # killed in the middle of sending a frame: the worker reads half of it
+        import struct
+        os.write(worker._jobs._writer.fileno(), struct.pack("!i", 1 << 24) + b"x" * 1000)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    worker.close()
+    print("exited", flush=True)
+"""
+
+
+def _run_worker_script(tmp_path: Path, case: str) -> tuple[subprocess.Popen, int]:
+    script = tmp_path / "worker_case.py"
+    script.write_text(WORKER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(script), case]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, **pipes)
+    worker = int(proc.stdout.readline())
+    return proc, worker
+
+
+@pytest.mark.parametrize("case", ["start-up", "torn"])
+def test_the_flow_worker_leaves_when_its_recorder_is_killed(tmp_path, case):
+    """kill -9 of the recorder at the two moments its worker's own check never ran: while the
+    worker starts, and in the middle of sending it a frame (it waited forever, ~50 MB each)."""
+    proc, worker = _run_worker_script(tmp_path, case)
+    proc.communicate(timeout=180)
+    assert proc.returncode == -signal.SIGKILL
+    assert not _wait_gone([worker]), "the flow worker outlived its recorder"
+
+
+@pytest.mark.parametrize("case", ["sigint", "dead"])
+def test_the_recorder_exits_whatever_happened_to_its_flow_worker(tmp_path, case):
+    proc, worker = _run_worker_script(tmp_path, case)
+    try:
+        output, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the process hung at exit ({case})")
+    lines = output.split()
+    assert proc.returncode == 0 and lines[-1] == "exited", output
+    if case == "sigint":  # the worker ignored Ctrl+C and computed every pair
+        assert lines[-3:-1] == ["True", "19"], output
+        assert "KeyboardInterrupt" not in output
