@@ -178,3 +178,65 @@ def test_record_a_take_of_a_skeleton_only_source(qtbot, tab, ntu_samples, tmp_pa
     assert len(session.clips) == 1 and not session.clips[0].has_video
     seq = read_skeleton(session.clips[0].skeleton)
     assert seq.num_frames >= 10 and int(seq.body_counts.max()) == 2
+
+
+class LateRateSource:
+    """Stands for an MKV: its frame rate (15 fps) is known only once it is opened."""
+
+    @staticmethod
+    def make(frames: int = 30):
+        import time
+
+        import numpy as np
+
+        from capture.source import Frame, Source
+
+        class _Late(Source):
+            kind = "late"
+            description = "a file whose rate is read when opened"
+
+            def _open(self) -> None:
+                self.fps = 15.0
+
+            def _frames(self):
+                for i in range(frames):
+                    image = np.full((48, 64, 3), 8 * i % 255, np.uint8)
+                    yield Frame(i, image, None, [], int(i * 1e6 / 15), time.perf_counter_ns())
+
+        return _Late()
+
+
+def test_the_record_tap_reads_the_frame_rate_once_the_source_is_open(tmp_path):
+    """The Record tab's tap copied ``fps`` before the source was opened: a 15 fps MKV gave a
+    30 fps clip with 29 "dropped" frames."""
+    from capture.recorder import RecordConfig, Recorder
+    from gui.record_tab import tapped_source
+    from gui.workers import LatestSlot
+    from xmkd.recordings import Session
+
+    tap = tapped_source(LateRateSource.make(), LatestSlot(), lambda: None, lambda stats: None)
+    config = RecordConfig(clip_seconds=10.0, flow=False, min_free_mb=1)
+    recorder = Recorder([tap], tmp_path / "s", config, log=lambda m: None)
+    recorder.start()
+    stats = recorder.wait()
+    clip = Session.open(tmp_path / "s").clips[0]
+    assert clip.frames == 30 and clip.fps == 15.0
+    assert clip.meta["dropped_frames"] == 0 and stats["dropped_frames"] == {1: 0}
+    assert Session.open(tmp_path / "s").fps == 15.0
+
+
+def test_record_the_real_mkv_at_its_own_frame_rate(qtbot, tab, kinect_dir):
+    from capture.source import open_source
+    from xmkd.recordings import Session
+
+    mkv = kinect_dir / "azure-kinect-720p-nfov-1capture.mkv"
+    with open_source(f"mkv:{mkv}?bodies=0") as probe:
+        rate = probe.fps  # what the file says (5 fps for this one)
+    assert rate != 30.0  # else this would not tell the bug apart
+    tab.picker.kind.setCurrentIndex(2)
+    tab.picker.path.setText(str(mkv))
+    tab.record_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 30, "the one-capture recording ended")
+    session = Session.open(tab.session_dir.text())
+    assert [c.fps for c in session.clips] == [rate], tab.message.text()
+    assert session.fps == rate
