@@ -224,3 +224,36 @@ def test_session_open_reports_disagreeing_files(tmp_path: Path) -> None:
     _edit_clip_entry(tmp_path, name="clip-1")
     with pytest.raises(FormatError, match="not an NTU name"):
         rec.Session.open(tmp_path)
+
+
+def test_atomic_writes_are_durable_file_then_folder(tmp_path: Path, monkeypatch) -> None:
+    """A power cut after an atomic write keeps the new content: the temporary file is fsynced
+    before the rename and the folder after it (a rename lives in the folder's entries)."""
+    import os
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    rec.write_session_json(tmp_path, rec.new_session_info("x"))
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    assert events[2][1] == str(tmp_path)
+    events.clear()
+    target = tmp_path / "sub" / "file.bin"
+    rec.atomic_write_bytes(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"]
+    assert events[1][1] == str(target) and events[2][1] == str(target.parent)
+    events.clear()
+    rec.write_timestamps(tmp_path / "t.csv", [1], [2], fsync=False)  # synth opts out
+    assert events == [("replace", str(tmp_path / "t.csv"))]
