@@ -9,6 +9,10 @@ playlist, so no frame is reported as dropped between files.
 
 Options: ``realtime=0|1`` (default 1), ``video=0|1`` (default 1), ``loop=0|1`` (default 0),
 ``fps=N`` (default 30).
+
+Each file is one clip: its frames carry the clip's ordinal in the playlist, its action from the
+file name (``A001`` -> label 0, the convention ``xmkd eval`` and the Replay tab score against; none
+for ``A000`` or a name that is not an NTU sample name) and whether it is the clip's last frame.
 """
 
 from __future__ import annotations
@@ -34,6 +38,20 @@ def find_video(skeleton: Path) -> Path | None:
     if skeleton.parent.parent.is_dir():
         candidates += sorted(d / video for d in skeleton.parent.parent.iterdir() if d.is_dir())
     return next((c for c in candidates if c.is_file()), None)
+
+
+def action_of(path: Path) -> tuple[int | None, str | None]:
+    """(0-based label, "Aaaa") of the action in an NTU file name; (None, None) for ``A000`` or a
+    name that is not an NTU sample name."""
+    from xmkd.ntu import SampleName, SampleNameError
+
+    try:
+        name = SampleName.from_path(path)
+    except SampleNameError:
+        return None, None
+    if name.label < 0:
+        return None, None
+    return name.label, f"A{name.action:03d}"
 
 
 class NTUReplaySource(Source):
@@ -78,14 +96,18 @@ class NTUReplaySource(Source):
         return f"NTU replay of {self.path}"
 
     def _open(self) -> None:
+        from xmkd.ntu.skeleton_file import check_skeleton_file
+
         if self.path.is_dir():
             self.files = sorted(self.path.glob("*.skeleton"))
             if not self.files:
                 raise XmkdError(f"{self.path} holds no .skeleton files to replay")
-        elif self.path.is_file():
+        elif self.path.exists():
             self.files = [self.path]
         else:
             raise XmkdError(f"{self.path}: no such .skeleton file or folder")
+        for path in self.files:  # a FIFO would hang the replay, a device fill the memory
+            check_skeleton_file(path)
 
     def _frames(self) -> Iterator[Frame]:
         from xmkd.ntu import read_skeleton
@@ -93,12 +115,16 @@ class NTUReplaySource(Source):
         pacer = Pacer(self.fps, self.realtime)
         period_usec = 1e6 / self.fps
         index = 0
+        ordinal = 0
         while True:
             for path in self.files:
                 self.current = path
                 seq = read_skeleton(path)  # FormatError names the file and line
                 video = find_video(path) if self.use_video else None
-                for color, bodies in zip(self._video_frames(video), sequence_to_bodies(seq)):
+                label, truth = action_of(path)
+                per_frame = sequence_to_bodies(seq)
+                last = len(per_frame) - 1
+                for t, (color, bodies) in enumerate(zip(self._video_frames(video), per_frame)):
                     yield Frame(
                         index=index,
                         color=color,
@@ -107,9 +133,14 @@ class NTUReplaySource(Source):
                         device_usec=int(round(index * period_usec)),
                         host_nsec=time.perf_counter_ns(),
                         camera=self.camera,
+                        clip=ordinal,
+                        clip_end=t == last,
+                        label=label,
+                        truth=truth,
                     )
                     index += 1
                     pacer.wait()
+                ordinal += 1
             if not self.loop:
                 return
 

@@ -92,7 +92,12 @@ class Body:
 
 @dataclass
 class Frame:
-    """One synchronized instant of one device."""
+    """One synchronized instant of one device.
+
+    Sources that play labeled clips one after the other (the synthetic source, NTU replay) also
+    say which clip a frame belongs to and what its action is, so that live predictions can be
+    scored against the truth (``xmkd live --json``); a camera leaves these at their defaults.
+    """
 
     index: int  # 0-based frame number in this source's stream
     color: np.ndarray | None  # (H, W, 3) BGR uint8, mirrored like NTU videos
@@ -101,6 +106,16 @@ class Frame:
     device_usec: int  # the sensor's clock (or the stream's clock for files), microseconds
     host_nsec: int  # host clock when the frame arrived (time.perf_counter_ns), nanoseconds
     camera: int = 1  # NTU camera id (one per device)
+    #: ordinal of the clip (synthetic action, replayed file) this frame belongs to; None for a
+    #: continuous stream such as a camera
+    clip: int | None = None
+    #: True on the last frame of a clip (the frame a clip's prediction is scored at)
+    clip_end: bool = False
+    #: 0-based class of the clip's action in the training convention (NTU action number - 1,
+    #: the label ``xmkd eval`` scores against); None when unknown or unlabeled (A000)
+    label: int | None = None
+    #: the source's own name for that action (a synthetic class name, or "A001"); None if unknown
+    truth: str | None = None
 
 
 class DropCounter:

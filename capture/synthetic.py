@@ -8,15 +8,24 @@ as generation keeps up. Frames are rendered at ``render_width x render_height`` 
 scaled to ``width x height`` (e.g. 1280x720 like an Azure Kinect at 720p); the bodies' colour
 pixel coordinates are scaled with them. Device timestamps tick one frame period per frame.
 
-Spec: ``synthetic[:PRESET][?fps=30&width=640&height=360&realtime=1&view=1&clips=0&seed=0]``;
-PRESET is a generator preset (``tiny``: 6 classes; ``default``: 10). ``clips=N`` ends the stream
-after N clips (0: endless). In real time (``drops`` defaults to ``realtime``) a consumer that
-falls behind loses frames the way a device drops them: the timestamps then show the gaps.
+Spec: ``synthetic[:PRESET][?fps=F&frames=N&width=640&height=360&realtime=1&view=1&clips=0&seed=0
+&split=all]``; PRESET is a generator preset (``tiny``: 6 classes, 32 frames at 20 fps;
+``default``: 10 classes, 24 frames at 10 fps). ``fps`` and ``frames`` default to the preset's, so
+the stream plays the very clips ``xmkd synth`` writes for that preset and seed (the generator's
+motion depends on the frame rate: a clip generated at another rate is another clip, which a model
+trained on the preset never saw). ``split`` plays only the subjects of one protocol split
+(``test``: the subjects ``xmkd eval`` scores on; ``all``: every subject). ``clips=N`` ends the
+stream after N clips (0: endless). In real time (``drops`` defaults to ``realtime``) a consumer
+that falls behind loses frames the way a device drops them: the timestamps then show the gaps.
 ``render_width``/``render_height`` (default 320x180): the render size.
+
+Every frame carries its clip's ordinal, its action (``Frame.label``/``Frame.truth``) and whether
+it is the clip's last frame, so live predictions can be scored (``xmkd live --json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -38,7 +47,7 @@ class SyntheticSource(Source):
         self,
         preset: str = "default",
         camera: int = 1,
-        fps: float = 30.0,
+        fps: float | None = None,
         width: int = 640,
         height: int = 360,
         render_width: int = 320,
@@ -46,14 +55,33 @@ class SyntheticSource(Source):
         realtime: bool = True,
         view: int = 1,
         clips: int = 0,
-        seed: int = 0,
+        seed: int | None = None,
         frames_per_clip: int | None = None,
         drops: bool | None = None,
         max_frames: int | None = None,
+        split: str = "all",
+        synth_config: Any = None,
     ):
+        from xmkd.ntu.splits import SPLIT_CHOICES
+        from xmkd.synth import preset as synth_preset
+
         super().__init__(camera=camera, max_frames=max_frames)
         self.preset = preset or "default"
-        self.fps = float(fps)
+        if split not in SPLIT_CHOICES:
+            raise XmkdError(
+                f"synthetic source: unknown split {split!r}; "
+                f"choose one of {', '.join(SPLIT_CHOICES)}"
+            )
+        self.split = split
+        # the preset's own rate unless told otherwise: its clips were generated (and models
+        # trained) at that rate
+        # a generator configuration given as is (tests, benchmarks) replaces the preset
+        self.synth_config = synth_config
+        base = synth_config if synth_config is not None else synth_preset(self.preset)
+        self.fps = float(fps) if fps is not None else float(base.fps)
+        self.seed = int(seed) if seed is not None else int(base.seed)
+        if self.fps <= 0:
+            raise XmkdError(f"synthetic source: fps must be positive, got {self.fps:g}")
         self.size = (int(width), int(height))
         self.render_size = (
             min(int(render_width), self.size[0]),
@@ -62,10 +90,10 @@ class SyntheticSource(Source):
         self.realtime = realtime
         self.view = int(view)
         self.clips = int(clips)
-        self.seed = int(seed)
         self.frames_per_clip = frames_per_clip
         self.drops = realtime if drops is None else drops
         self.current_action: str | None = None  # ground truth of the clip playing (demos)
+        self.current_clip: str | None = None  # its NTU-style name (SsssCcccPpppRrrrAaaa)
         self.class_names: list[str] = []
         self._prefetch: queue.Queue | None = None
         self._worker: threading.Thread | None = None
@@ -76,7 +104,8 @@ class SyntheticSource(Source):
         cls, arg: str, options: dict[str, str], camera: int, **overrides: Any
     ) -> SyntheticSource:
         kwargs: dict[str, Any] = {
-            "fps": option_num(options, "fps", 30.0, float),
+            "fps": option_num(options, "fps", None, float),
+            "split": options.pop("split", "all"),
             "width": option_num(options, "width", 640),
             "height": option_num(options, "height", 360),
             "render_width": option_num(options, "render_width", 320),
@@ -84,7 +113,7 @@ class SyntheticSource(Source):
             "realtime": option_bool(options, "realtime", True),
             "view": option_num(options, "view", 1),
             "clips": option_num(options, "clips", 0),
-            "seed": option_num(options, "seed", 0),
+            "seed": option_num(options, "seed", None),
         }
         if "drops" in options:
             kwargs["drops"] = option_bool(options, "drops", True)
@@ -97,7 +126,10 @@ class SyntheticSource(Source):
     @property
     def description(self) -> str:
         w, h = self.size
-        return f"synthetic {self.preset} (view C{self.view:03d}, {w}x{h} at {self.fps:g} fps)"
+        split = "" if self.split == "all" else f", {self.split} subjects"
+        return (
+            f"synthetic {self.preset} (view C{self.view:03d}{split}, {w}x{h} at {self.fps:g} fps)"
+        )
 
     def device_info(self) -> dict[str, Any]:
         info = super().device_info()
@@ -119,13 +151,25 @@ class SyntheticSource(Source):
         if self.frames_per_clip:
             overrides["frames"] = self.frames_per_clip
         try:
-            self.config = preset(self.preset, **overrides)
+            if self.synth_config is not None:
+                self.config = dataclasses.replace(self.synth_config, **overrides)
+            else:
+                self.config = preset(self.preset, **overrides)
         except TypeError as exc:
             raise XmkdError(f"synthetic source: bad option ({exc})") from exc
         self.specs = action_library(self.config.classes, self.config.seed)
         self.class_names = [s.name for s in self.specs]
         # interleave subjects and actions so consecutive clips differ
         jobs = plan(self.config)
+        if self.split != "all":
+            from xmkd.ntu.splits import protocol_split
+
+            jobs = [j for j in jobs if protocol_split(j.name) == self.split]
+            if not jobs:
+                raise XmkdError(
+                    f"synthetic source: preset {self.preset!r} has no subject in the {self.split} "
+                    "split"
+                )
         rng = np.random.default_rng(self.seed)
         self.jobs = [jobs[i] for i in rng.permutation(len(jobs))]
         self._halt.clear()
@@ -173,6 +217,7 @@ class SyntheticSource(Source):
         scale_x = self.size[0] / self.render_size[0]
         scale_y = self.size[1] / self.render_size[1]
         index = 0
+        ordinal = -1
         while True:
             item = self._prefetch.get()
             if item is None:
@@ -180,7 +225,9 @@ class SyntheticSource(Source):
             if isinstance(item, BaseException):
                 raise XmkdError(f"the synthetic generator failed: {item}") from item
             job, clip = item
+            ordinal += 1
             self.current_action = self.specs[job.action - 1].name
+            self.current_clip = job.name
             frames_bodies = sequence_to_bodies(clip.skeleton)
             t = -1
             while t + 1 < len(frames_bodies):
@@ -207,6 +254,10 @@ class SyntheticSource(Source):
                     device_usec=int(round(index * period)),
                     host_nsec=time.perf_counter_ns(),
                     camera=self.camera,
+                    clip=ordinal,
+                    clip_end=t == len(frames_bodies) - 1,
+                    label=job.action - 1,
+                    truth=self.current_action,
                 )
                 index += 1
                 pacer.wait()

@@ -4,9 +4,22 @@ Frames from any capture source (``capture.source.Frame``: bodies with tracking i
 joints in metres, timestamps) go into ring buffers, one per tracked body id, of the last
 ``history`` frames. Every ``every`` frames a snapshot of the buffers is handed to a worker
 thread, which builds the window with exactly the offline code:
-``capture.source.bodies_to_sequence`` -> ``xmkd.ntu.to_model_array`` (choice of up to M bodies by
-motion) -> ``xmkd.preprocess.prepare_window`` -> backend. So a clip streamed in gives the same
+``capture.source.bodies_to_sequence`` -> ``engines.backends.prepare_clip``
+(``xmkd.ntu.to_model_array`` with the training data's body rule, then
+``xmkd.preprocess.prepare_window``) -> backend. So a clip streamed in gives the same
 probabilities as evaluating the clip offline.
+
+The window must also span what the students were trained on: the model's stream metadata
+(``xmkd.checkpoint.StreamInfo``: the training clips' median duration in frames and their frame
+rate, the body selection) sets the defaults: ``history`` = the training clip duration converted
+to the source's frame rate (24 frames at 10 fps stay 24 frames from a 10 fps source and become
+72 from a 30 fps one; a "resize" spec stretches whatever it is given to its window, so a longer
+history would squeeze several actions into one window, which is what ``xmkd live`` did with its
+former fixed 90 frames). :meth:`StreamingClassifier.describe` says what was chosen and why.
+
+Sources that play labeled clips (synthetic, NTU replay) mark each frame with its clip and
+action; predictions carry them, and :class:`ClipScorer` scores the prediction standing at each
+clip's last frame (``xmkd live --json``'s ``live_accuracy``).
 
 Capture never waits: ``push`` only appends to the buffers and, when due, replaces the one pending
 request (a request the worker has not started yet is dropped and counted, never queued). The
@@ -16,6 +29,8 @@ worker smooths probabilities over time (EMA or a mean of the last n, or none) an
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import queue
 import threading
 import time
@@ -37,30 +52,53 @@ Smoothing = Literal["none", "ema", "mean"]
 class StreamingConfig:
     """How the stream is cut into windows and how predictions are smoothed.
 
+    A field left at None takes the model's value (its stream metadata,
+    ``engines.backends.ModelSource.stream_info``), so the live window is the one the students
+    were trained on; :meth:`StreamingClassifier.describe` names what was used and where it came
+    from.
+
     Attributes:
         every: run the model every k-th frame (30 fps / 5 = 6 predictions per second).
-        history: frames kept per body and classified as one clip; None = the model's window for
-            "pad" specs (the ST-GCN reference pads clips into its 300-frame window) and 90 frames
-            (3 s at 30 fps, about an NTU clip) for resampling specs.
+        history: frames kept per body and classified as one clip; None = the training clips'
+            median duration converted to the source's frame rate (``source_fps``), capped at
+            the window for "pad" specs (which keep a clip's first ``window`` frames).
+        source_fps: the stream's frame rate; None = the rate the model was trained at.
         min_frames: frames needed before the first prediction.
-        smoothing: "ema" (exponential moving average), "mean" (of the last ``mean_count``
-            predictions) or "none".
+        smoothing: "none" (the default: each prediction is its own window's, so the one
+            standing at a clip's end is what offline evaluation of the clip says), "ema"
+            (exponential moving average) or "mean" (of the last ``mean_count`` predictions).
+            Smoothing steadies the displayed label within an action but mixes in earlier
+            windows, which reach into the previous action: EMA at 0.5 changed the clip-end
+            prediction of 1 in 24 synthetic clips (bench/bench_live_accuracy.py) and, without
+            a prediction at each clip end, could not make up for misaligned windows. Pick "ema" for
+            a steadier display when agreement with offline evaluation matters less.
         ema_alpha: weight of the newest prediction in the EMA.
         mean_count: predictions averaged by "mean".
         top_k: labels reported per prediction.
         selection: body choice of ``xmkd.ntu.to_model_array`` ("motion": the M bodies that move
-            most; "first": the first M listed per frame, as the st-gcn reference).
+            most; "first": the first M listed per frame, as the st-gcn reference); None = the
+            rule the training data used.
+        at_clip_end: also classify a frame that ends a clip (``Frame.clip_end``, set by sources
+            that play clips: synthetic, NTU replay), whatever ``every`` says, so the
+            prediction standing at a clip's end is of a window ending there. Without it, the
+            window standing at the end of a 24-frame clip with ``every`` 5 ended up to 4
+            frames early and started in the previous clip: live accuracy fell from offline's
+            69% to 27-31% (bench/bench_live_accuracy.py). A camera marks no clip ends, so
+            there a prediction lags an action's end by up to ``every`` - 1 frames; ``every`` 1
+            removes that lag at the cost of one inference per frame.
         queue_size: predictions kept for a consumer that reads ``predictions`` (oldest dropped).
     """
 
     every: int = 5
     history: int | None = None
+    source_fps: float | None = None
     min_frames: int = 8
-    smoothing: Smoothing = "ema"
+    smoothing: Smoothing = "none"
     ema_alpha: float = 0.5
     mean_count: int = 5
     top_k: int = 5
-    selection: str = "motion"
+    selection: str | None = None
+    at_clip_end: bool = True
     queue_size: int = 64
 
     def __post_init__(self) -> None:
@@ -68,6 +106,8 @@ class StreamingConfig:
             raise XmkdError(f"--every must be at least 1 frame, got {self.every}")
         if self.history is not None and self.history < 1:
             raise XmkdError(f"the history must be at least 1 frame, got {self.history}")
+        if self.source_fps is not None and not self.source_fps > 0:
+            raise XmkdError(f"the source frame rate must be positive, got {self.source_fps}")
         if self.smoothing not in SMOOTHING_CHOICES:
             raise XmkdError(
                 f"unknown smoothing {self.smoothing!r}; "
@@ -77,11 +117,50 @@ class StreamingConfig:
             raise XmkdError(f"the EMA weight must be in (0, 1], got {self.ema_alpha}")
         if self.mean_count < 1 or self.top_k < 1 or self.min_frames < 1:
             raise XmkdError("mean_count, top_k and min_frames must be at least 1")
+        if self.selection is not None and self.selection not in ("motion", "first"):
+            raise XmkdError(f"unknown body selection {self.selection!r}; choose motion or first")
 
-    def history_for(self, spec: Any) -> int:
-        if self.history is not None:
-            return self.history
-        return int(spec.window) if spec.fit == "pad" else 90
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """What the live window is and where each value came from (said to the user)."""
+
+    history: int  # frames per window
+    fps: float  # the stream's frame rate assumed for it
+    selection: str  # body rule of to_model_array
+    max_bodies: int  # bodies chosen per window before the spec keeps num_persons
+    origin: str  # one sentence: where history, rate and selection came from
+
+    def describe(self, spec: Any) -> str:
+        return (
+            f"live window: the last {self.history} frames ({self.history / self.fps:.2f} s at "
+            f"{self.fps:g} fps) -> {spec.window} frames ({spec.fit}, centre {spec.center}); "
+            f"bodies: {self.selection}, {self.max_bodies} chosen, {spec.num_persons} kept; "
+            f"{self.origin}"
+        )
+
+
+def plan_window(config: StreamingConfig, stream: Any, spec: Any) -> WindowPlan:
+    """The live window of ``config`` for a model trained on clips described by ``stream``
+    (``xmkd.checkpoint.StreamInfo``) with input ``spec``."""
+    fps = float(config.source_fps or stream.fps)
+    told = []
+    if config.history is not None:
+        history = int(config.history)
+        told.append("history given")
+    else:
+        history = stream.frames_at(fps)
+        if spec.fit == "pad" and history > spec.window:
+            history = int(spec.window)  # a padded window keeps a clip's first frames only
+        told.append(
+            f"history from {stream.origin}: training clips of {stream.clip_frames} frames at "
+            f"{stream.fps:g} fps"
+        )
+    if config.source_fps is None:
+        told.append(f"the stream is assumed to run at the training rate ({stream.fps:g} fps)")
+    selection = config.selection or stream.selection
+    told.append("body selection given" if config.selection else "body selection as in training")
+    return WindowPlan(history, fps, selection, int(stream.max_bodies), "; ".join(told))
 
 
 @dataclass(frozen=True)
@@ -98,10 +177,23 @@ class Prediction:
     inference_s: float = 0.0  # preprocessing + model
     frames: int = 0  # frames in the window
     body_ids: tuple[int, ...] = ()  # tracked bodies present in the window
+    clip: int | None = None  # the newest frame's clip (sources that play clips)
+    clip_end: bool = False  # the newest frame ends its clip
+    truth: str | None = None  # the clip's action as one of the model's class names, if known
 
     @property
     def label(self) -> str:
         return self.labels[0]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``xmkd live --json`` line of this prediction."""
+        return {
+            "frame": int(self.frame_index),
+            "t": round(float(self.timestamp), 6),
+            "top": [[name, round(float(p), 6)] for name, p in zip(self.labels, self.probs)],
+            "latency_ms": round(self.latency_s * 1000.0, 3),
+            "truth": self.truth,
+        }
 
     def format(self) -> str:
         top = ", ".join(f"{name} {p:.2f}" for name, p in zip(self.labels, self.probs))
@@ -190,6 +282,26 @@ class _Job:
     frames_bodies: list[list[Any]]
     newest: tuple[int, int, int]
     body_ids: tuple[int, ...]
+    clip: tuple[int | None, bool, str | None] = (None, False, None)  # clip, clip_end, truth
+
+
+def model_truth(frame: Any, class_names: Sequence[str]) -> str | None:
+    """A frame's action as one of the model's class names, or None.
+
+    A source's own name counts when the model has that class (the synthetic source names its
+    classes); an NTU file's action number ``Aaaa`` maps to class ``aaa - 1`` as in training and
+    ``xmkd eval`` (labels are action numbers minus one), when the model has that many classes.
+    """
+    truth = getattr(frame, "truth", None)
+    if truth is None:
+        return None
+    if truth in class_names:
+        return truth
+    label = getattr(frame, "label", None)
+    is_code = len(truth) == 4 and truth[0] == "A" and truth[1:].isdigit()
+    if is_code and label is not None and 0 <= label < len(class_names):
+        return class_names[label]
+    return None
 
 
 class StreamingClassifier:
@@ -217,7 +329,9 @@ class StreamingClassifier:
             raise XmkdError("the streaming classifier needs class names and an input spec")
         self.on_prediction = on_prediction
         self.predictions: queue.Queue[Prediction] = queue.Queue(maxsize=self.config.queue_size)
-        self.buffers = BodyBuffers(self.config.history_for(self.spec))
+        self.stream = source.stream_info if source is not None else _legacy_stream()
+        self.plan = plan_window(self.config, self.stream, self.spec)
+        self.buffers = BodyBuffers(self.plan.history)
         self.smoother = Smoother(
             self.config.smoothing, self.config.ema_alpha, self.config.mean_count
         )
@@ -258,6 +372,27 @@ class StreamingClassifier:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def set_source_fps(self, fps: float) -> None:
+        """Tell the classifier the stream's frame rate (once the source is known, before its
+        first frame): the default history is converted to it. Forgets buffered frames."""
+        if fps and fps > 0 and fps != self.plan.fps:
+            self.config = dataclasses.replace(self.config, source_fps=float(fps))
+            self.plan = plan_window(self.config, self.stream, self.spec)
+            self.buffers = BodyBuffers(self.plan.history)
+            self.reset()
+
+    def describe(self) -> str:
+        """What the live path does, and where each setting came from (two lines)."""
+        c = self.config
+        smoothing = {"none": "none", "ema": f"ema (alpha {c.ema_alpha:g})"}.get(
+            c.smoothing, f"mean of {c.mean_count}"
+        )
+        return (
+            f"{self.plan.describe(self.spec)}\n"
+            f"classifying every {c.every} frames"
+            f"{' and at each clip end' if c.at_clip_end else ''}; smoothing {smoothing}"
+        )
+
     def reset(self) -> None:
         """Forget buffered frames and the smoothing state (e.g. when the source changes)."""
         with self._cond:
@@ -267,23 +402,28 @@ class StreamingClassifier:
         self.frames_seen = 0
 
     # ---------------------------------------------------------------- capture side
-    def push(self, frame: Any) -> bool:
+    def push(self, frame: Any, wait: bool = False) -> bool:
         """Add a frame; returns True when it triggered a classification request. Never blocks
-        on inference."""
+        on inference unless ``wait`` (files played as fast as possible: every request is then
+        handled before the next frame, so none is dropped and a run is repeatable)."""
         arrival = frame.host_nsec or host_clock_ns()  # the clock frames are stamped with
         self.buffers.push(frame, arrival)
         self.frames_seen += 1
         self.frames_with_bodies += bool(frame.bodies)
-        due = self.frames_seen % self.config.every == 0
+        clip_end = bool(getattr(frame, "clip_end", False))
+        due = self.frames_seen % self.config.every == 0 or (clip_end and self.config.at_clip_end)
         if not due or len(self.buffers) < self.config.min_frames or not self.buffers.bodies:
             return False
-        job = _Job(*self.buffers.snapshot())
+        clip = (getattr(frame, "clip", None), clip_end, model_truth(frame, self.class_names))
+        job = _Job(*self.buffers.snapshot(), clip=clip)
         with self._cond:
             if self._pending is not None:
                 self.dropped_requests += 1  # stale: a newer window supersedes it
             self._pending = job
             self.requests += 1
             self._cond.notify()
+        if wait:
+            self.flush()
         return True
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -307,14 +447,10 @@ class StreamingClassifier:
     def window(self, frames_bodies: list[list[Any]]) -> np.ndarray:
         """The model input (3, window, 25, M) of per-frame body lists: the offline pipeline."""
         from capture.source import bodies_to_sequence
-        from xmkd.ntu import to_model_array
-        from xmkd.preprocess import prepare_window
+        from engines.backends import prepare_clip
 
         seq = bodies_to_sequence(frames_bodies)
-        clip, valid = to_model_array(
-            seq, max_bodies=self.spec.num_persons, selection=self.config.selection
-        )
-        return prepare_window(clip, valid, self.spec, train=False)
+        return prepare_clip(seq, self.spec, self.plan.selection, self.plan.max_bodies)
 
     def _handle(self, job: _Job) -> Prediction:
         start = time.perf_counter()
@@ -337,6 +473,9 @@ class StreamingClassifier:
             inference_s=inference,
             frames=len(job.frames_bodies),
             body_ids=job.body_ids,
+            clip=job.clip[0],
+            clip_end=job.clip[1],
+            truth=job.clip[2],
         )
         self._emit(prediction)
         return prediction
@@ -372,3 +511,58 @@ class StreamingClassifier:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+
+def _legacy_stream() -> Any:
+    from xmkd.checkpoint import LEGACY_STREAM
+
+    return LEGACY_STREAM
+
+
+class ClipScorer:
+    """Live accuracy on a labeled stream: the prediction standing at each clip's last frame.
+
+    Feed every frame (``frame``) and every prediction (``prediction``, any thread); a clip is
+    scored when its truth is known (``model_truth``): right when the latest prediction made at
+    or before the clip's last frame names it, wrong otherwise (also when no prediction stood).
+    """
+
+    def __init__(self, class_names: Sequence[str]):
+        self.class_names = list(class_names)
+        self.clips: dict[int, tuple[int, str | None]] = {}  # clip -> (last frame index, truth)
+        self._predictions: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+
+    def frame(self, frame: Any) -> None:
+        clip = getattr(frame, "clip", None)
+        if clip is not None:
+            self.clips[int(clip)] = (int(frame.index), model_truth(frame, self.class_names))
+
+    def prediction(self, prediction: Prediction) -> None:
+        with self._lock:
+            self._predictions.append((int(prediction.frame_index), prediction.label))
+
+    def outcomes(self) -> list[tuple[int, str, str | None]]:
+        """(clip, truth, standing prediction or None) of every scored clip, in clip order."""
+        with self._lock:
+            preds = sorted(self._predictions, key=lambda p: p[0])
+        frames = [p[0] for p in preds]
+        out = []
+        for clip, (last, truth) in sorted(self.clips.items()):
+            if truth is None:
+                continue
+            k = bisect.bisect_right(frames, last) - 1
+            out.append((clip, truth, preds[k][1] if k >= 0 else None))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """``{"live_accuracy": percent or None, "clips": scored clips, "clips_correct",
+        "clips_seen"}``."""
+        scored = self.outcomes()
+        correct = sum(truth == pred for _, truth, pred in scored)
+        return {
+            "live_accuracy": round(100.0 * correct / len(scored), 2) if scored else None,
+            "clips": len(scored),
+            "clips_correct": correct,
+            "clips_seen": len(self.clips),
+        }

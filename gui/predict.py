@@ -2,8 +2,11 @@
 
 A model is a students checkpoint or an exported ONNX file (``engines.backends.ModelSource``),
 run by the backend the user picks (``engines.backends.open_backend``: auto, torch, onnxruntime,
-tensorrt). A clip becomes the model input exactly as everywhere else: body selection by
-``xmkd.ntu.to_model_array`` then ``xmkd.preprocess.prepare_window`` (test mode).
+tensorrt). A clip becomes the model input exactly as everywhere else
+(``engines.backends.ModelSource.prepare``): bodies chosen by ``xmkd.ntu.to_model_array`` with the
+rule and count the training data used (the checkpoint's stream entry), then
+``xmkd.preprocess.prepare_window`` (test mode). Choosing only ``num_persons`` bodies here, as this
+module once did, picked a different body than training whenever a clip had a spurious one.
 """
 
 from __future__ import annotations
@@ -42,10 +45,5 @@ class ClipPredictor:
 
     def predict(self, sequence: Any) -> np.ndarray:
         """Ensemble probabilities (classes,) for one ``xmkd.ntu.SkeletonSequence``."""
-        from xmkd.ntu import to_model_array
-        from xmkd.preprocess import prepare_window
-
-        spec = self.source.spec
-        clip, valid = to_model_array(sequence, max_bodies=spec.num_persons)
-        window = prepare_window(clip, valid, spec, train=False)
+        window = self.source.prepare(sequence)
         return np.asarray(self.backend.classify(window[None])[0], dtype=np.float64)

@@ -133,7 +133,8 @@ def test_synthetic_source_streams_generator_clips_scaled_to_the_output():
         names = src.class_names
     assert len(frames) > 40 and len(names) == 6
     assert frames[0].color.shape == (360, 640, 3) and frames[0].color.dtype == np.uint8
-    assert np.diff([f.device_usec for f in frames]).min() == pytest.approx(33333, abs=1)
+    # the tiny preset's own rate (20 fps): the clips a model trained on the preset saw
+    assert np.diff([f.device_usec for f in frames]).min() == pytest.approx(50000, abs=1)
     with_body = [f for f in frames if f.bodies]
     assert len(with_body) > len(frames) // 2
     body = with_body[0].bodies[0]

@@ -107,7 +107,11 @@ def test_live_on_a_real_ntu_sample_prints_predictions(checkpoint, ntu_samples, c
     # "t=   2.633s frame    79  A004 0.02, A011 0.02, A021 0.02  [27 ms]"
     last = re.match(r"t=\s*([\d.]+)s frame\s+(\d+)\s+((?:A\d{3} [\d.]+(?:, )?){3})", lines[-1])
     assert last, lines[-1]
-    assert int(last.group(2)) == 79  # the last classification point of an 82-frame clip
+    # every 10th frame, and the clip's last frame (81): the prediction scored at the clip's end
+    assert int(last.group(2)) == 81
+    assert int(re.match(r"t=\s*[\d.]+s frame\s+(\d+)", lines[-2]).group(1)) == 79
+    # the checkpoint predates the stream entry: the live path says which default it took
+    assert "live window: the last 90 frames" in text and "records no training clip" in text
     assert re.search(r"82 frames in [\d.]+ s, \d+ predictions", text)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engines.choices import BACKEND_CHOICES, SMOOTHING_CHOICES
+from engines.streaming import StreamingConfig
 from xmkd.commands import _args as A
 
 EVERY = A.int_range(1, 10000, "frames between two predictions")
@@ -25,7 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "or folder; add ?realtime=0 to play as fast as possible), mkv:PATH (Azure Kinect "
             "recording; body tracking needs the SDK), kinect[:N]. Engines: auto (first of "
             "tensorrt, onnxruntime-cuda, torch-cuda, onnxruntime-cpu, torch-cpu that can run), "
-            "or a named one."
+            "or a named one. The live window is the one the students were trained on: the "
+            "history defaults to the training clips' duration (from the checkpoint or .onnx) "
+            "at the source's frame rate, bodies are chosen by the training rule; the first "
+            "lines say what was used and why. --json prints one JSON object per prediction "
+            '({"frame", "t", "top", "latency_ms", "truth"}; truth where the source knows the '
+            "action: synthetic, NTU files named AXXX) and a last "
+            '{"summary": {...}} line with live_accuracy: the share of clips whose last frame '
+            "had the right prediction standing (null when no clip's truth is known)."
         ),
     )
     p.add_argument(
@@ -47,23 +55,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inference engine (default auto: TensorRT where installed with a GPU, else the "
         "faster of ONNX Runtime and PyTorch, timed on this model at start)",
     )
-    p.add_argument("--every", type=EVERY, default=5, help="classify every k-th frame (default 5)")
+    p.add_argument(
+        "--every",
+        type=EVERY,
+        default=StreamingConfig.every,
+        help=f"classify every k-th frame, and at each clip's end when the source plays clips "
+        f"(default {StreamingConfig.every})",
+    )
     p.add_argument(
         "--top", type=A.positive_int, default=5, help="classes printed per prediction (default 5)"
     )
     p.add_argument(
         "--history",
         type=A.window_int,
-        help="frames per classified clip (default: the model's window for padded inputs, else 90)",
+        help="frames per classified window (default: the training clips' duration converted to "
+        "the source's frame rate, from the model's metadata)",
     )
     p.add_argument(
         "--smoothing",
         choices=SMOOTHING_CHOICES,
-        default="ema",
-        help="temporal smoothing of probabilities (default ema)",
+        default=StreamingConfig.smoothing,
+        help=f"temporal smoothing of probabilities (default {StreamingConfig.smoothing})",
     )
     p.add_argument(
-        "--alpha", type=ALPHA, default=0.5, help="EMA weight of the newest prediction (0.5)"
+        "--alpha",
+        type=ALPHA,
+        default=StreamingConfig.ema_alpha,
+        help=f"EMA weight of the newest prediction ({StreamingConfig.ema_alpha:g})",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines on stdout (one per prediction, then a summary); messages go to stderr",
     )
     p.add_argument("--fp16", action="store_true", help="FP16 TensorRT engine")
     p.add_argument(
@@ -75,13 +98,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     import queue
     import sys
     import time
 
     from capture.source import open_source
     from engines.backends import ModelSource, open_backend
-    from engines.streaming import StreamingClassifier, StreamingConfig
+    from engines.streaming import ClipScorer, StreamingClassifier
+
+    as_json = bool(getattr(args, "json", False))
+
+    def say(text: str) -> None:  # human lines: stdout, or stderr when stdout carries JSON
+        print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
 
     config = StreamingConfig(
         every=args.every,
@@ -95,13 +124,18 @@ def run(args: argparse.Namespace) -> int:
     source.progress = lambda text: print(text, file=sys.stderr, flush=True)
     backend = open_backend(args.engine, source, "fp16" if args.fp16 else "fp32")
     backend.warm_up()
-    print(
-        f"engine {backend.name}; {len(source.class_names)} classes; window {source.window} "
-        f"frames ({source.spec.fit}); classifying every {args.every} frames",
-        flush=True,
+    say(
+        f"engine {backend.name}; {len(source.class_names)} classes; model window "
+        f"{source.window} frames ({source.spec.fit})"
     )
     if backend.selection:
-        print(backend.selection, flush=True)
+        say(backend.selection)
+
+    def emit(prediction) -> None:
+        if as_json:
+            print(json.dumps(prediction.to_json()), flush=True)
+        else:
+            print(prediction.format(), flush=True)
 
     def drain(predictions: queue.Queue) -> int:
         count = 0
@@ -110,21 +144,31 @@ def run(args: argparse.Namespace) -> int:
                 prediction = predictions.get_nowait()
             except queue.Empty:
                 return count
-            print(prediction.format(), flush=True)
+            emit(prediction)
             count += 1
 
     frames = 0
     printed = 0
     latencies: list[float] = []
+    scorer = ClipScorer(source.class_names)
+
+    def on_prediction(prediction) -> None:
+        latencies.append(prediction.latency_s)
+        scorer.prediction(prediction)
+
     start = time.monotonic()
-    classifier = StreamingClassifier(
-        backend, config, on_prediction=lambda p: latencies.append(p.latency_s)
-    )
+    classifier = StreamingClassifier(backend, config, on_prediction=on_prediction)
     with classifier, open_source(args.source) as capture:
-        print(f"source {capture.description} at {capture.fps:g} fps", flush=True)
+        classifier.set_source_fps(capture.fps)
+        # a file or generator played as fast as possible waits for each prediction: none is
+        # skipped as stale, so the run (and its live accuracy) is repeatable
+        lockstep = getattr(capture, "realtime", True) is False
+        say(f"source {capture.description} at {capture.fps:g} fps")
+        say(classifier.describe())
         try:
             for frame in capture:
-                classifier.push(frame)
+                scorer.frame(frame)
+                classifier.push(frame, wait=lockstep)
                 frames += 1
                 printed += drain(classifier.predictions)
                 if args.max_seconds is not None and time.monotonic() - start >= args.max_seconds:
@@ -135,16 +179,44 @@ def run(args: argparse.Namespace) -> int:
             dropped = capture.dropped_frames
     elapsed = time.monotonic() - start
     for error in classifier.errors[:3]:
-        print(f"classification error: {error}")
+        say(f"classification error: {error}")
     if frames and not classifier.frames_with_bodies:
-        print("note: no frame had a tracked body, so there was nothing to classify")
-    summary = (
-        f"{frames} frames in {elapsed:.1f} s, {printed} predictions, "
-        f"{classifier.dropped_requests} stale requests skipped, {dropped} frames dropped by the "
-        f"source; model {backend.latency()}"
-    )
-    if latencies:
-        ms = sorted(x * 1000 for x in latencies)
-        summary += f"; frame-to-prediction p50 {ms[len(ms) // 2]:.0f} ms"
-    print(summary)
+        say("note: no frame had a tracked body, so there was nothing to classify")
+    ms = sorted(x * 1000 for x in latencies)
+    score = scorer.summary()
+    if as_json:
+        plan = classifier.plan
+        summary = {
+            "frames": frames,
+            "seconds": round(elapsed, 3),
+            "predictions": printed,
+            "stale_requests_skipped": classifier.dropped_requests,
+            "dropped_frames": dropped,
+            "latency_ms_p50": round(ms[len(ms) // 2], 3) if ms else None,
+            "latency_ms_p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3) if ms else None,
+            "engine": backend.name,
+            "history": plan.history,
+            "fps": plan.fps,
+            "selection": plan.selection,
+            "every": config.every,
+            "smoothing": config.smoothing,
+            "window_origin": plan.origin,
+            "errors": classifier.errors[:3],
+            **score,
+        }
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        summary_text = (
+            f"{frames} frames in {elapsed:.1f} s, {printed} predictions, "
+            f"{classifier.dropped_requests} stale requests skipped, {dropped} frames dropped by "
+            f"the source; model {backend.latency()}"
+        )
+        if ms:
+            summary_text += f"; frame-to-prediction p50 {ms[len(ms) // 2]:.0f} ms"
+        print(summary_text)
+        if score["live_accuracy"] is not None:
+            print(
+                f"live accuracy {score['live_accuracy']:.1f}% ({score['clips_correct']}/"
+                f"{score['clips']} clips: the prediction standing at each clip's last frame)"
+            )
     return 1 if classifier.errors and not printed else 0

@@ -148,6 +148,8 @@ class SkeletonDataset(Dataset):
         self.class_names = _class_names(self.sessions)
         self.transform = transform
         self.return_name = return_name
+        # how bodies were chosen: a live stream must choose them alike (checkpoint "stream")
+        self.selection, self.max_bodies = selection, max_bodies
 
         def load(clip: Clip) -> tuple[np.ndarray, int]:
             return to_model_array(read_skeleton(clip.skeleton), max_bodies, None, selection)

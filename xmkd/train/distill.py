@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from xmkd.checkpoint import (
+    StreamInfo,
     load_checkpoint,
     make_checkpoint,
     rng_state,
@@ -282,6 +283,7 @@ def train_students(
     global_batch = config.resolved_batch_size()
     batch = ddp.local_batch_size(global_batch, ctx)
     table, table_info = target_table(config, len(train_set), num_classes, teacher_logits, labels)
+    stream = stream_info_of(train_set)
 
     seed_everything(config.seed, config.deterministic)
     autocast = autocast_dtype(config.precision, ctx.device)
@@ -460,7 +462,7 @@ def train_students(
             checkpoint = None
             if ctx.is_main:
                 payload = _payload(
-                    config, models, class_names, input_spec, record, table_info,
+                    config, models, class_names, input_spec, record, table_info, stream=stream,
                     train={
                         "optimizers": [o.state_dict() for o in optimizers],
                         "schedulers": [s.state_dict() if s else None for s in schedulers],
@@ -521,6 +523,7 @@ def _payload(
     record: dict[str, Any],
     table_info: dict[str, Any],
     train: dict[str, Any] | None,
+    stream: StreamInfo | None = None,
 ) -> dict[str, Any]:
     return make_checkpoint(
         "students",
@@ -534,6 +537,38 @@ def _payload(
         ensemble=config.ensemble,
         extra={"epoch": record["epoch"], "val": record["val"], **table_info},
         train=train,
+        stream=stream,
+    )
+
+
+def stream_info_of(train_set: Any) -> StreamInfo | None:
+    """How the training clips were cut (median valid frames, frame rate, body selection), for
+    the checkpoint's ``stream`` entry; None for a dataset that does not say (e.g. in-memory
+    tensors). Looks through wrappers (``StudentWindows.base``) to the skeleton dataset."""
+    base = train_set
+    while not hasattr(base, "valid_frames") and hasattr(base, "base"):
+        base = base.base
+    valid = np.asarray(getattr(base, "valid_frames", []), dtype=np.int64)
+    valid = valid[valid > 0]
+    if valid.size == 0:
+        return None
+    packed = getattr(base, "packed", None)
+    if packed is not None:  # packed NTU RGB+D: 30 fps, bodies chosen at packing time
+        fps: float | None = 30.0
+        selection = str(packed.manifest.get("selection", "motion"))
+        max_bodies = int(np.asarray(packed.data).shape[-1])
+    else:
+        rates = [s.fps for s in getattr(base, "sessions", []) if s.fps]
+        fps = float(rates[0]) if rates else None
+        selection = str(getattr(base, "selection", "motion"))
+        max_bodies = int(getattr(base, "max_bodies", 2))
+    if fps is None:
+        return None
+    return StreamInfo(
+        clip_frames=int(round(float(np.median(valid)))),
+        fps=fps,
+        selection=selection,
+        max_bodies=max_bodies,
     )
 
 

@@ -1,0 +1,303 @@
+"""Live predictions agree with offline evaluation on the same clips (issue 9, section 2).
+
+A labeled synthetic stream and an NTU folder of the same clips are classified live (the
+streaming classifier with the defaults a user gets, the window cut from the model's stream
+metadata) and offline (``xmkd eval``'s path: SkeletonDataset -> StudentWindows -> the model);
+the live accuracy (the prediction standing at each clip's last frame) must be within 3 points
+of the offline accuracy. The model is a nearest-centroid classifier over preprocessed windows,
+fitted in milliseconds on the session's non-test clips, so the test needs no training run; the
+checkpoint side (what distill writes, old checkpoints, .onnx) is tested separately below.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from capture.ntu_replay import NTUReplaySource
+from capture.synthetic import SyntheticSource
+from engines.backends import ModelSource, TorchBackend
+from engines.streaming import ClipScorer, StreamingClassifier, StreamingConfig
+from xmkd.checkpoint import (
+    LEGACY_STREAM,
+    StreamInfo,
+    load_students,
+    make_checkpoint,
+    save_checkpoint,
+)
+from xmkd.config import synthetic_input_spec
+from xmkd.data import SkeletonDataset
+from xmkd.evaluate import predict
+from xmkd.ntu import read_skeleton
+from xmkd.ntu.splits import protocol_split
+from xmkd.preprocess import InputSpec
+from xmkd.recordings import Session
+from xmkd.synth import generate, preset
+from xmkd.synth.generator import tiny_subjects
+from xmkd.train.inputs import StudentWindows
+
+torch.set_num_threads(1)
+
+
+class Centroids(nn.Module):
+    """Logits = -20 x distance of the window to each class's mean training window."""
+
+    def __init__(self, centroids: torch.Tensor):
+        super().__init__()
+        self.register_buffer("centroids", centroids)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -20.0 * torch.cdist(x.flatten(1).float(), self.centroids)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """(generator config, session) of 6 classes, 4 subjects per split, 24 frames at 10 fps:
+    48 Test clips, so 3 points are more than one clip."""
+    cfg = preset(
+        "default", classes=6, subjects=tiny_subjects(4), views=(1,), repetitions=2, flow=False
+    )
+    summary = generate(cfg, tmp_path_factory.mktemp("live") / "session", workers=1)
+    return cfg, Session.open(summary.session_dir)
+
+
+@pytest.fixture(scope="module")
+def model(synth):
+    """A torch backend over the centroid model, with the stream metadata distill would write."""
+    _, session = synth
+    spec = InputSpec.from_dict(synthetic_input_spec("stgcn"))  # 16 frames resized, 1 person
+    stream = StreamInfo(clip_frames=24, fps=10.0)  # what distill writes for this session
+    bare = ModelSource(class_names=list(session.class_names), spec=spec, stream=stream)
+    windows: dict[int, list[np.ndarray]] = {}
+    for clip in session.clips:
+        if protocol_split(clip.name) != "test":
+            windows.setdefault(clip.label, []).append(bare.prepare(read_skeleton(clip.skeleton)))
+    centroids = torch.stack(
+        [torch.from_numpy(np.mean(windows[k], axis=0)).flatten() for k in sorted(windows)]
+    )
+    source = ModelSource(
+        class_names=list(session.class_names),
+        spec=spec,
+        students=[Centroids(centroids).eval()],
+        stream=stream,
+    )
+    return TorchBackend("cpu").load(source)
+
+
+def offline_accuracy(backend, session, names) -> float:
+    """Percent right on ``names`` through xmkd eval's path (dataset windows, the model)."""
+    raw = SkeletonDataset(session, names=names, labeled_only=True)
+    data = StudentWindows(raw, backend.source.spec, train=False)
+    logits, labels, _ = predict([backend.source.ensemble()], data)
+    return 100.0 * float((logits[0].argmax(axis=1) == labels).mean())
+
+
+def run_live(backend, capture, config: StreamingConfig) -> tuple[dict, list[str]]:
+    """What ``xmkd live --json`` computes: (scorer summary, names of the clips played)."""
+    scorer = ClipScorer(backend.source.class_names)
+    played: list[str] = []
+    classifier = StreamingClassifier(backend, config, on_prediction=scorer.prediction)
+    with classifier, capture:
+        classifier.set_source_fps(capture.fps)
+        for frame in capture:
+            if frame.clip is not None and frame.clip == len(played):
+                current = getattr(capture, "current_clip", None) or capture.current.name
+                played.append(current.split(".")[0])
+            scorer.frame(frame)
+            classifier.push(frame, wait=True)
+        classifier.flush()
+    return scorer.summary(), played
+
+
+def synthetic_stream(synth) -> SyntheticSource:
+    cfg, session = synth
+    clips = sum(protocol_split(c.name) == "test" for c in session.clips)
+    return SyntheticSource(
+        synth_config=cfg,
+        realtime=False,
+        split="test",
+        clips=clips,
+        width=64,
+        height=64,
+        render_width=64,
+        render_height=64,
+    )
+
+
+def test_live_accuracy_equals_offline_on_a_labeled_synthetic_stream(synth, model):
+    _, session = synth
+    live, played = run_live(model, synthetic_stream(synth), StreamingConfig())
+    offline = offline_accuracy(model, session, played)
+    assert live["clips"] == len(played) == 48
+    assert offline > 50.0  # well above chance (17%): a gap could show
+    assert abs(live["live_accuracy"] - offline) <= 3.0, (live, offline)
+
+
+def test_the_former_live_window_disagrees_with_offline(synth, model):
+    """What `xmkd live` did before: 90 frames of history (several 24-frame clips squeezed
+    into one window) and EMA smoothing carrying the previous clip into the next."""
+    _, session = synth
+    old = StreamingConfig(history=90, smoothing="ema", at_clip_end=False)
+    live, played = run_live(model, synthetic_stream(synth), old)
+    offline = offline_accuracy(model, session, played)
+    assert offline - live["live_accuracy"] > 10.0, (live, offline)
+
+
+def test_live_accuracy_equals_offline_on_an_ntu_folder(synth, model, tmp_path):
+    _, session = synth
+    folder = tmp_path / "ntu"
+    folder.mkdir()
+    for clip in session.clips:
+        if protocol_split(clip.name) == "test":
+            shutil.copy(clip.skeleton, folder / clip.skeleton.name)
+    # the clips were generated at 10 fps: the replay is told so (NTU's own rate is 30)
+    capture = NTUReplaySource(folder, realtime=False, video=False, fps=10.0)
+    live, played = run_live(model, capture, StreamingConfig())
+    offline = offline_accuracy(model, session, played)
+    assert live["clips"] == len(played) == 48
+    assert abs(live["live_accuracy"] - offline) <= 3.0, (live, offline)
+
+
+def test_history_follows_the_training_clips_and_the_source_rate(model):
+    classifier = StreamingClassifier(model, StreamingConfig())
+    assert classifier.plan.history == 24  # 24 frames at 10 fps
+    classifier.set_source_fps(30.0)
+    assert classifier.plan.history == 72  # the same 2.4 s at 30 fps
+    assert "training clips of 24 frames at 10 fps" in classifier.describe()
+    given = StreamingClassifier(model, StreamingConfig(history=40, source_fps=30.0))
+    assert given.plan.history == 40 and "history given" in given.describe()
+
+
+def test_ntu_frames_carry_their_clip_and_action(ntu_samples):
+    capture = NTUReplaySource(ntu_samples[0].parent, realtime=False, video=False)
+    with capture:
+        frames = list(capture)
+    ends = [f for f in frames if f.clip_end]
+    assert len(ends) == len(ntu_samples) == len({f.clip for f in frames})
+    first = ntu_samples[0].name  # e.g. S001C001P001R001A011
+    action = int(first[17:20])
+    assert frames[0].truth == f"A{action:03d}" and frames[0].label == action - 1
+
+
+# ---- the checkpoint carries what the live path needs -----------------------------------------
+def test_distill_writes_the_stream_entry_and_old_checkpoints_get_the_default(synth, tmp_path):
+    from xmkd.config import distill_preset
+    from xmkd.train.distill import stream_info_of, train_students
+
+    _, session = synth
+    raw = SkeletonDataset(session, split="test")
+    windows = StudentWindows(raw, InputSpec.from_dict(synthetic_input_spec("stgcn")), True)
+    info = stream_info_of(windows)
+    assert (info.clip_frames, info.fps, info.selection, info.max_bodies) == (24, 10.0, "motion", 2)
+
+    config = distill_preset(
+        "synthetic",
+        ["stgcn"],
+        supervision="full",
+        epochs=1,
+        mutual=False,
+        student_kwargs=[{"width": 0.125}],
+        eval_every=0,
+    )
+    result = train_students(
+        config,
+        windows,
+        list(session.class_names),
+        windows.spec,
+        tmp_path / "run",
+        labels=raw.labels,
+        console=False,
+    )
+    _, meta = load_students(result.best)
+    assert meta.stream_info().to_dict() | {"origin": ""} == info.to_dict() | {"origin": ""}
+
+    # a checkpoint written before the entry existed still loads, with the NTU-like default
+    old = make_checkpoint(
+        "students",
+        [
+            (
+                "stgcn",
+                {"width": 0.125},
+                torch.load(result.best, weights_only=True)["models"][0]["state_dict"],
+            )
+        ],
+        list(session.class_names),
+        windows.spec,
+    )
+    save_checkpoint(tmp_path / "old.pt", old)
+    _, old_meta = load_students(tmp_path / "old.pt")
+    assert old_meta.stream_info() == LEGACY_STREAM
+    assert "records no training clip duration" in LEGACY_STREAM.origin
+
+
+def test_a_bad_stream_entry_is_one_sentence(tmp_path):
+    from xmkd.errors import CheckpointError
+    from xmkd.models import build_student
+
+    student = build_student("stgcn", 4, width=0.125)
+    payload = make_checkpoint(
+        "students",
+        [("stgcn", {"width": 0.125}, student)],
+        ["a", "b", "c", "d"],
+        InputSpec(window=16, fit="resize"),
+        stream={"clip_frames": 0, "fps": 10.0},
+    )
+    save_checkpoint(tmp_path / "bad.pt", payload)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: its stream entry .*clip_frames"):
+        load_students(tmp_path / "bad.pt")
+
+
+def test_live_json_lines_and_summary(synth, tmp_path, capsys):
+    """`xmkd live --json` on an NTU folder: a JSON object per prediction, then the summary."""
+    from xmkd.cli import main
+    from xmkd.models import build_student
+
+    _, session = synth
+    folder = tmp_path / "ntu"
+    folder.mkdir()
+    for clip in session.clips[:3]:
+        shutil.copy(clip.skeleton, folder / clip.skeleton.name)
+    torch.manual_seed(0)
+    student = build_student("stgcn", len(session.class_names), width=0.125)
+    spec = InputSpec.from_dict(synthetic_input_spec("stgcn"))
+    path = tmp_path / "students.pt"
+    save_checkpoint(
+        path,
+        make_checkpoint(
+            "students",
+            [("stgcn", {"width": 0.125}, student)],
+            list(session.class_names),
+            spec,
+            stream=StreamInfo(clip_frames=24, fps=10.0),
+        ),
+    )
+    code = main(
+        [
+            "live",
+            "--checkpoint",
+            str(path),
+            "--source",
+            f"ntu:{folder}?realtime=0&video=0&fps=10",
+            "--engine",
+            "torch-cpu",
+            "--json",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    *predictions, last = lines
+    assert predictions and all(
+        set(p) == {"frame", "t", "top", "latency_ms", "truth"} for p in predictions
+    )
+    assert all(p["truth"] in session.class_names for p in predictions)
+    summary = last["summary"]
+    assert summary["clips"] == 3 and summary["history"] == 24 and summary["fps"] == 10.0
+    assert summary["live_accuracy"] is not None and 0.0 <= summary["live_accuracy"] <= 100.0
+    assert summary["predictions"] == len(predictions)
+    assert "training clips of 24 frames at 10 fps" in err  # where the window came from
