@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Student-Train); default: every other one of the sorted training subjects "
         "(NTU-60: 1,4,8,13,15,17,19,27,31,35)",
     )
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="pack files holding NaN or inf values (by default they are listed as malformed "
+        "and left out: one such value makes every training loss NaN)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -79,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         split = ProtocolSplit(teacher_subjects=subjects)
     if args.workers < 1:
         raise XmkdError("--workers must be at least 1")
-    options = PackOptions(benchmark=args.benchmark, selection=args.selection, split=split)
+    options = PackOptions(
+        benchmark=args.benchmark,
+        selection=args.selection,
+        split=split,
+        allow_nonfinite=args.allow_nonfinite,
+    )
     summary = pack_ntu(
         args.skeletons, args.out, options, workers=args.workers, progress=not args.no_progress
     )

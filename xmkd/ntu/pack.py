@@ -12,8 +12,12 @@ parallel, selects bodies with :func:`xmkd.ntu.to_model_array`, and writes per pa
   protocol subjects, skipped and malformed files. Written last: a folder without it is an
   interrupted run.
 
-Samples on the official missing-skeleton list are excluded; malformed files are reported with
-their error and left out. :class:`PackedNTU` reads a part back (memory-mapped).
+Samples on the official missing-skeleton list are excluded; malformed files (including values
+that are NaN or inf, unless ``allow_nonfinite``) are reported with their error and left out, and
+so are entries that are not regular files (a FIFO, a link to a device) or exceed the reader's size
+cap: they are never opened. A sample found twice (the same name in two subfolders) is packed once,
+from the first path in sorted order, and the other paths are reported as duplicates.
+:class:`PackedNTU` reads a part back (memory-mapped).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from xmkd.errors import FormatError, XmkdError
 from xmkd.ntu.bodies import SELECTIONS, to_model_array
 from xmkd.ntu.names import SampleName, SampleNameError
-from xmkd.ntu.skeleton_file import read_skeleton
+from xmkd.ntu.skeleton_file import check_skeleton_file, read_skeleton
 from xmkd.ntu.splits import (
     ProtocolSplit,
     benchmark_dataset,
@@ -55,6 +59,8 @@ class PackOptions:
     max_frames: int = 300
     max_bodies: int = 2
     split: ProtocolSplit = field(default_factory=ProtocolSplit)
+    #: Read NaN/inf values instead of leaving their files out as malformed.
+    allow_nonfinite: bool = False
 
 
 @dataclass
@@ -67,6 +73,7 @@ class PackSummary:
     malformed: list[tuple[str, str]]  # (file, error)
     unnamed: list[str]  # files whose names are not NTU sample names
     outside: int  # files of samples outside the benchmark (e.g. NTU-120 in xsub60)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (file left out, file kept)
 
     def lines(self) -> list[str]:
         """A human-readable report."""
@@ -79,6 +86,8 @@ class PackSummary:
             out.append(f"ignored {self.outside} files of samples outside the benchmark")
         for name in self.unnamed:
             out.append(f"ignored {name}: not named after an NTU sample (SsssCcccPpppRrrrAaaa)")
+        for dropped, kept in self.duplicates:
+            out.append(f"ignored {dropped}: the same sample as {kept}, which was packed")
         out.append(f"{len(self.malformed)} malformed files left out")
         out += [f"  {error}" for _, error in self.malformed]
         return out
@@ -104,11 +113,11 @@ def _parts_of(name: SampleName, options: PackOptions) -> tuple[str, ...]:
     return (part,)
 
 
-def _load(job: tuple[str, str, int, int]) -> tuple[np.ndarray, int] | str:
+def _load(job: tuple[str, str, int, int, bool]) -> tuple[np.ndarray, int] | str:
     """Worker: the model array and true frame count of one file, or its error message."""
-    path, selection, max_frames, max_bodies = job
+    path, selection, max_frames, max_bodies, allow_nonfinite = job
     try:
-        seq = read_skeleton(path)
+        seq = read_skeleton(path, allow_nonfinite=allow_nonfinite)
     except FormatError as err:
         return str(err)
     array, _ = to_model_array(seq, max_bodies, max_frames, selection)
@@ -159,6 +168,9 @@ def pack_ntu(
     if not files:
         raise XmkdError(f"no .skeleton files in {skeletons}")
     jobs, names, parts_of, unnamed, skipped, outside = [], [], [], [], [], 0
+    malformed: list[tuple[str, str]] = []
+    duplicates: list[tuple[str, str]] = []
+    packed_from: dict[str, Path] = {}
     for path in files:
         try:
             name = SampleName.from_path(path)
@@ -172,7 +184,17 @@ def pack_ntu(
         if not parts:
             outside += 1
             continue
-        jobs.append((str(path), options.selection, options.max_frames, options.max_bodies))
+        try:  # a FIFO would hang a worker, /dev/zero fill its memory: stat only, never open
+            check_skeleton_file(path)
+        except FormatError as err:
+            malformed.append((str(path), str(err)))
+            continue
+        if str(name) in packed_from:
+            duplicates.append((str(path), str(packed_from[str(name)])))
+            continue
+        packed_from[str(name)] = path
+        job = (str(path), options.selection, options.max_frames, options.max_bodies)
+        jobs.append((*job, options.allow_nonfinite))
         names.append(name)
         parts_of.append(parts)
 
@@ -188,7 +210,6 @@ def pack_ntu(
         for p in part_names
     }
     rows = {p: [] for p in part_names}  # (name, label, frames) per written row
-    malformed = []
     results = _run(jobs, workers)
     try:
         from tqdm import tqdm
@@ -216,7 +237,7 @@ def pack_ntu(
         np.save(out / f"{p}_frames.npy", np.array([r[2] for r in rows[p]], dtype=np.int64))
         (out / f"{p}_names.txt").write_text("".join(f"{r[0]}\n" for r in rows[p]))
     summary = PackSummary(
-        out, {p: len(rows[p]) for p in part_names}, skipped, malformed, unnamed, outside
+        out, {p: len(rows[p]) for p in part_names}, skipped, malformed, unnamed, outside, duplicates
     )
     manifest = {
         "format": FORMAT,
@@ -233,6 +254,8 @@ def pack_ntu(
         "malformed": [{"file": f, "error": e} for f, e in malformed],
         "unnamed": unnamed,
         "outside_benchmark": outside,
+        "duplicates": [{"file": f, "kept": k} for f, k in duplicates],
+        "allow_nonfinite": options.allow_nonfinite,
     }
     if options.benchmark.startswith("xsub"):
         manifest["teacher_subjects"] = sorted(options.split.teachers(options.benchmark))

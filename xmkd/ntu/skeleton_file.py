@@ -610,8 +610,8 @@ class _Lines:
             raise self.error(f"expected a number for {what}, found {_quote(token)}")
         if finite and not self.allow_nonfinite and not math.isfinite(value):
             raise self.error(
-                f"expected a finite number for {what}, found {_quote(token)} (xmkd refuses "
-                "non-finite values unless told --allow-nonfinite)"
+                f"expected a finite number for {what}, found {_quote(token)} (refused by "
+                "default; prepare-ntu --allow-nonfinite accepts such values)"
             )
         return value
 
