@@ -118,6 +118,9 @@ def load_classifier(model: str, engine: str, every: int, smoothing: str, on_pred
     )
     if backend.selection:
         classifier.description += f"\n{backend.selection}"
+    classifier.model_description = classifier.description
+    # the live window (history, rate, bodies) and where it came from, as xmkd live says it
+    classifier.description += f"\n{classifier.describe()}"
     return classifier.start()
 
 
@@ -149,7 +152,21 @@ class LiveWorker(SourceWorker):
             return
         self.consumers = [self.classifier.push]
         self.classifier_ready.emit(self.classifier.description)
+        if self.open_fn is None:
+            self.open_fn = self._open_at_source_rate
         super().run()
+
+    def _open_at_source_rate(self, spec: str) -> Any:
+        """The source, after telling the classifier its frame rate: the live window spans the
+        training clips' duration at that rate (engines.streaming.plan_window)."""
+        from capture.source import open_source
+
+        source = open_source(spec)
+        classifier = self.classifier
+        classifier.set_source_fps(source.fps)
+        classifier.description = f"{classifier.model_description}\n{classifier.describe()}"
+        self.classifier_ready.emit(classifier.description)
+        return source
 
     def wind_down(self) -> None:
         # The classifier's own worker thread ends here, before ``finished`` is emitted.
@@ -195,11 +212,14 @@ class LiveTab(QWidget):
         ef.addRow("backend", self.engine)
         self.smoothing = QComboBox()
         self.smoothing.addItems(SMOOTHING_CHOICES)
-        self.smoothing.setCurrentText("ema")
+        # the streaming classifier's defaults, which xmkd live uses too
+        from engines.streaming import StreamingConfig
+
+        self.smoothing.setCurrentText(StreamingConfig.smoothing)
         ef.addRow("smoothing", self.smoothing)
         self.stride = QSpinBox()
         self.stride.setRange(1, 120)
-        self.stride.setValue(5)
+        self.stride.setValue(StreamingConfig.every)
         self.stride.setToolTip("run the model every k frames")
         ef.addRow("every k frames", self.stride)
         self.start_button = QPushButton("Start")
