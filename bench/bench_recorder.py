@@ -8,6 +8,12 @@ use of the recorder process plus its flow worker (in cores, of the machine's cor
 flow pairs written live.
 
     python bench/bench_recorder.py [--seconds 20] [--fps 30] [--width 1280 --height 720]
+
+``--durability`` instead measures what making a finished clip power-cut safe costs: the time to
+finalize partial clips (AVI remux, .skeleton, timestamps, live-flow folder) with every fsync
+(files, then folders) against the same work with fsync made a no-op, side by side.
+
+    python bench/bench_recorder.py --durability [--clips 5] [--clip-seconds 10]
 """
 
 from __future__ import annotations
@@ -65,14 +71,81 @@ def run(seconds: float, fps: int, width: int, height: int, flow: bool, preset: s
         shutil.rmtree(out, ignore_errors=True)
 
 
+def finalize_time(clips: int, frames: int, fsync: bool, root: Path) -> float:
+    """Seconds to finalize ``clips`` partial clips of ``frames`` 1280x720 frames with live flow
+    (``fsync`` False: os.fsync does nothing, as before the durability fix)."""
+    import cv2
+    import numpy as np
+
+    from capture.recorder import PartialClip, finalize_partial
+    from capture.source import Body, Frame
+    from xmkd.recordings import make_session_dirs, new_session_info, write_session_json
+
+    make_session_dirs(root)
+    write_session_json(root, new_session_info("bench", [{"camera": 1}], {"fps": 30.0}))
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 3)
+    jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    flow_jpeg = cv2.imencode(".jpg", image[:256, :456, 0])[1].tobytes()
+    body = [Body(1, np.tile([0.0, 0.0, 3.0], (25, 1)))]
+    folders = []
+    for c in range(clips):
+        clip = PartialClip(root, f"S001C001P001R{c + 1:03d}A000", 30.0, 1, {"flow": True})
+        clip.flow_dir.mkdir(parents=True)
+        for i in range(frames):
+            clip.add(jpeg, Frame(i, None, None, body, int(i * 1e6 / 30), 0))
+            if i:
+                for axis in "xy":
+                    (clip.flow_dir / f"flow_{axis}_{i:05d}.jpg").write_bytes(flow_jpeg)
+            if (i + 1) % 15 == 0:
+                clip.flush()
+        clip.flush()
+        folders.append(clip.dir)
+    real = os.fsync
+    if not fsync:
+        os.fsync = lambda fd: None
+    try:
+        t0 = time.perf_counter()
+        for folder in folders:
+            finalize_partial(folder, root, log=lambda m: None)
+        return time.perf_counter() - t0
+    finally:
+        os.fsync = real
+
+
+def durability(clips: int, clip_seconds: float) -> None:
+    frames = int(round(clip_seconds * 30))
+    out = Path(tempfile.mkdtemp(prefix="bench-durable-", dir="."))
+    try:
+        rows = {}
+        for fsync in (False, True, False, True):  # interleaved: the page cache warms for both
+            key = "fsync" if fsync else "no fsync"
+            seconds = finalize_time(clips, frames, fsync, out / f"{key}-{len(rows)}")
+            rows.setdefault(key, []).append(seconds)
+        best = {k: min(v) for k, v in rows.items()}
+        print(f"finalize {clips} clips of {frames} frames (1280x720 MJPEG, live flow) on "
+              f"{Path('.').resolve()}'s disk, best of 2:")  # fmt: skip
+        for key, seconds in best.items():
+            print(f"{key:>10}: {seconds:6.2f} s ({seconds / clips * 1000:.0f} ms per clip)")
+        print(f"ratio fsync / no fsync: {best['fsync'] / best['no fsync']:.2f}")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--durability", action="store_true", help="measure the fsync cost")
+    parser.add_argument("--clips", type=int, default=5)
+    parser.add_argument("--clip-seconds", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--preset", default="fast", help="DIS preset of the live flow")
     args = parser.parse_args()
+    if args.durability:
+        durability(args.clips, args.clip_seconds)
+        return
     load = os.getloadavg()[0]
     print(f"synthetic source {args.width}x{args.height} at {args.fps} fps for {args.seconds:g} s, "
           f"{os.cpu_count()} cores, load average {load:.1f} before the run")  # fmt: skip

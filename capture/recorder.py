@@ -349,17 +349,21 @@ def write_mjpeg_avi(path: Path, jpegs: Sequence[bytes], fps: float) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(tmp), "w", format="avi") as out:
-        stream = out.add_stream("mjpeg", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
-        stream.time_base = 1 / rate
-        for i, data in enumerate(jpegs):
-            packet = av.Packet(data)
-            packet.stream = stream
-            packet.pts = packet.dts = i
-            packet.time_base = 1 / rate
-            packet.is_keyframe = True
-            out.mux(packet)
+    try:
+        with av.open(str(tmp), "w", format="avi") as out:
+            stream = out.add_stream("mjpeg", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+            stream.time_base = 1 / rate
+            for i, data in enumerate(jpegs):
+                packet = av.Packet(data)
+                packet.stream = stream
+                packet.pts = packet.dts = i
+                packet.time_base = 1 / rate
+                packet.is_keyframe = True
+                out.mux(packet)
+    except av.error.FFmpegError as exc:  # e.g. a frame rate the AVI muxer refuses (10000 fps)
+        tmp.unlink(missing_ok=True)
+        raise XmkdError(f"{path}: FFmpeg could not write the AVI at {fps:g} fps ({exc})") from exc
     fsync_file(tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)
@@ -1022,12 +1026,13 @@ class Recorder:
             except (OSError, XmkdError) as exc:  # e.g. the disk filled up
                 # the partial clip stays on disk; `xmkd recover` finishes it later
                 self.log(f"{clip.name}: left in partial/ ({exc}); run xmkd recover later")
-                full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                self.request_stop(
-                    f"stopped recording: finishing {clip.name} failed ({exc}); clips so far are "
-                    "kept, `xmkd recover` finishes the partial ones",
-                    "disk" if full else "failed",
-                )
+                if isinstance(exc, OSError):  # the disk: the next clips would fail too
+                    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    self.request_stop(
+                        f"stopped recording: finishing {clip.name} failed ({exc}); clips so far "
+                        "are kept, `xmkd recover` finishes the partial ones",
+                        "disk" if full else "failed",
+                    )
                 continue
             finally:
                 with self._reserve_lock:
