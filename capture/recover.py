@@ -114,4 +114,3 @@ def recover_session(
     if not report.clips and not report.left:
         log(f"{session_dir}: nothing to recover")
     return report
-
