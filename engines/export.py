@@ -643,5 +643,7 @@ def checkpoint_metadata(meta: Any) -> dict[str, Any]:
         "class_names": list(meta.class_names),
         "input_spec": dict(meta.input_spec),
         # live inference cuts windows like the training clips: an .onnx must say how on its own
-        "stream": meta.stream_info().to_dict(),
+        # (a checkpoint from before the stream entry has none: the .onnx then gets the default
+        # with its note too, rather than passing the default off as the model's own)
+        **({"stream": meta.stream_info().to_dict()} if meta.stream else {}),
     }

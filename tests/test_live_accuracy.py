@@ -301,3 +301,89 @@ def test_live_json_lines_and_summary(synth, tmp_path, capsys):
     assert summary["live_accuracy"] is not None and 0.0 <= summary["live_accuracy"] <= 100.0
     assert summary["predictions"] == len(predictions)
     assert "training clips of 24 frames at 10 fps" in err  # where the window came from
+
+
+def test_replay_and_live_choose_the_body_the_datasets_choose(tmp_path):
+    """With one person per window, the datasets choose 2 bodies by motion (slots in order of
+    first appearance) and the window keeps slot 0; the Replay tab and the live window chose
+    the single most moving body instead, a different body in a clip like this one."""
+    from capture.source import Body, Frame, bodies_to_sequence
+    from gui.predict import ClipPredictor
+    from xmkd.models import build_student
+    from xmkd.ntu import to_model_array
+    from xmkd.preprocess import prepare_window
+
+    def body(body_id: int, t: int, amplitude: float, x: float) -> Body:
+        joints = np.zeros((25, 3))
+        joints[:, 0] = x + amplitude * np.sin(t / 2.0) + np.linspace(0, 0.4, 25)
+        joints[:, 1] = np.linspace(-0.8, 0.7, 25)
+        joints[:, 2] = 3.0
+        return Body(body_id, joints)
+
+    # body 1 from the start, moving some; body 2 from frame 4, moving most; body 3 still
+    per_frame = [
+        [body(1, t, 0.05, -0.5), body(3, t, 0.0, 1.0)] + ([body(2, t, 0.3, 0.5)] if t >= 4 else [])
+        for t in range(30)
+    ]
+    seq = bodies_to_sequence(per_frame)
+    spec = InputSpec(window=16, fit="resize", center="first", num_persons=1)
+    clip, valid = to_model_array(seq, max_bodies=2)  # what SkeletonDataset stores
+    datasets = prepare_window(clip, valid, spec, train=False)
+    one, valid_one = to_model_array(seq, max_bodies=1)  # the former Replay/live choice
+    assert not np.allclose(prepare_window(one, valid_one, spec), datasets)
+
+    torch.manual_seed(0)
+    student = build_student("stgcn", 4, width=0.125)
+    path = tmp_path / "one_person.pt"
+    save_checkpoint(
+        path,
+        make_checkpoint(
+            "students",
+            [("stgcn", {"width": 0.125}, student)],
+            ["a", "b", "c", "d"],
+            spec,
+            stream=StreamInfo(clip_frames=30, fps=30.0),
+        ),
+    )
+    predictor = ClipPredictor(path, "torch-cpu")
+    np.testing.assert_array_equal(predictor.source.prepare(seq), datasets)
+    expected = predictor.backend.classify(datasets[None])[0]
+    np.testing.assert_allclose(predictor.predict(seq), expected, rtol=1e-6, atol=1e-7)
+
+    # the streaming classifier's window at the clip's last frame is the same window
+    classifier = StreamingClassifier(predictor.backend, StreamingConfig(source_fps=30.0))
+    for t, bodies in enumerate(per_frame):
+        classifier.push(Frame(t, None, None, bodies, t * 33333, 1, clip=0, clip_end=t == 29))
+    np.testing.assert_array_equal(classifier.window(classifier.buffers.snapshot()[0]), datasets)
+
+
+def test_an_exported_onnx_carries_the_stream_entry(tmp_path, capsys):
+    """An .onnx is self-sufficient for live: the same window as its checkpoint."""
+    pytest.importorskip("onnxruntime")
+    from xmkd.cli import main
+    from xmkd.models import build_student
+
+    torch.manual_seed(0)
+    spec = InputSpec(window=16, fit="resize", center="first", num_persons=1)
+    stream = StreamInfo(clip_frames=24, fps=10.0, selection="first", max_bodies=2)
+    students = [("stgcn", {"width": 0.125}, build_student("stgcn", 4, width=0.125))]
+    with_stream = tmp_path / "students.pt"
+    save_checkpoint(
+        with_stream, make_checkpoint("students", students, list("abcd"), spec, stream=stream)
+    )
+    older = tmp_path / "older.pt"
+    save_checkpoint(older, make_checkpoint("students", students, list("abcd"), spec))
+    for checkpoint in (with_stream, older):
+        out = checkpoint.with_suffix(".onnx")
+        code = main(["export", str(checkpoint), "--out", str(out), "--exporter", "torchscript"])
+        assert code == 0, capsys.readouterr()
+        from_onnx = ModelSource.from_file(out).stream_info
+        from_checkpoint = ModelSource.from_file(checkpoint).stream_info
+        assert dataclasses_equal(from_onnx, from_checkpoint)
+    assert ModelSource.from_file(with_stream.with_suffix(".onnx")).stream_info.selection == "first"
+    assert ModelSource.from_file(older.with_suffix(".onnx")).stream_info == LEGACY_STREAM
+
+
+def dataclasses_equal(a: StreamInfo, b: StreamInfo) -> bool:
+    """Equal but for where the values were read from."""
+    return a.to_dict() | {"origin": ""} == b.to_dict() | {"origin": ""}
