@@ -164,13 +164,14 @@ def main() -> int:
         print(f"model: {model}; stream metadata: {backend.source.stream_info}")
         print(f"{count} Test clips of {len(session.class_names)} classes at {cfg.fps:g} fps\n")
 
-        def synthetic(fps: float | None = None) -> SyntheticSource:
+        def synthetic(fps: float | None = None, frames: int | None = None) -> SyntheticSource:
             return SyntheticSource(
                 synth_config=cfg,
                 realtime=False,
                 split="test",
                 clips=count,
                 fps=fps,
+                frames_per_clip=frames,
                 width=64,
                 height=64,
                 render_width=64,
@@ -185,6 +186,7 @@ def main() -> int:
             ("smoothing ema 0.5", StreamingConfig(smoothing="ema"), backend, None),
             ("smoothing mean of 5", StreamingConfig(smoothing="mean"), backend, None),
             ("every 1", StreamingConfig(every=1), backend, None),
+            ("defaults, source at 30 fps (history converted)", StreamingConfig(), backend, 30.0),
             ("every 5, no clip-end prediction", StreamingConfig(at_clip_end=False), backend, None),
             (
                 "former defaults",
@@ -198,7 +200,10 @@ def main() -> int:
             for name, config, model_backend, fps in settings:
                 start = time.perf_counter()
                 if stream_name == "synthetic stream":
-                    capture = make(fps)
+                    # the former source generated the preset's frame count at 30 fps
+                    capture = make(fps, cfg.frames if name == "former defaults" else None)
+                elif fps is not None and config.history is None:
+                    continue  # the files hold the session's rate only
                 else:
                     capture = make()
                 live, played = run_live(model_backend, capture, config)

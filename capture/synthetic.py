@@ -11,9 +11,10 @@ pixel coordinates are scaled with them. Device timestamps tick one frame period 
 Spec: ``synthetic[:PRESET][?fps=F&frames=N&width=640&height=360&realtime=1&view=1&clips=0&seed=0
 &split=all]``; PRESET is a generator preset (``tiny``: 6 classes, 32 frames at 20 fps;
 ``default``: 10 classes, 24 frames at 10 fps). ``fps`` and ``frames`` default to the preset's, so
-the stream plays the very clips ``xmkd synth`` writes for that preset and seed (the generator's
-motion depends on the frame rate: a clip generated at another rate is another clip, which a model
-trained on the preset never saw). ``split`` plays only the subjects of one protocol split
+the stream plays the very clips ``xmkd synth`` writes for that preset and seed. Another ``fps``
+samples the same actions at that rate, for as long (``frames`` scaled to keep the duration), as a
+faster camera would see them; a model trained on the preset then needs the history converted,
+which ``xmkd live`` does. ``split`` plays only the subjects of one protocol split
 (``test``: the subjects ``xmkd eval`` scores on; ``all``: every subject). ``clips=N`` ends the
 stream after N clips (0: endless). In real time (``drops`` defaults to ``realtime``) a consumer
 that falls behind loses frames the way a device drops them: the timestamps then show the gaps.
@@ -90,6 +91,10 @@ class SyntheticSource(Source):
         self.realtime = realtime
         self.view = int(view)
         self.clips = int(clips)
+        if frames_per_clip is None and self.fps != base.fps:
+            # another rate samples the same actions more or less densely: a clip lasts as long
+            # as the preset's (24 frames at 10 fps -> 72 at 30 fps), as a camera would see it
+            frames_per_clip = max(8, int(round(base.frames * self.fps / base.fps)))
         self.frames_per_clip = frames_per_clip
         self.drops = realtime if drops is None else drops
         self.current_action: str | None = None  # ground truth of the clip playing (demos)

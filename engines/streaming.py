@@ -152,9 +152,10 @@ def plan_window(config: StreamingConfig, stream: Any, spec: Any) -> WindowPlan:
         history = stream.frames_at(fps)
         if spec.fit == "pad" and history > spec.window:
             history = int(spec.window)  # a padded window keeps a clip's first frames only
+        converted = f", converted to {fps:g} fps" if fps != stream.fps else ""
         told.append(
             f"history from {stream.origin}: training clips of {stream.clip_frames} frames at "
-            f"{stream.fps:g} fps"
+            f"{stream.fps:g} fps{converted}"
         )
     if config.source_fps is None:
         told.append(f"the stream is assumed to run at the training rate ({stream.fps:g} fps)")
@@ -375,7 +376,7 @@ class StreamingClassifier:
     def set_source_fps(self, fps: float) -> None:
         """Tell the classifier the stream's frame rate (once the source is known, before its
         first frame): the default history is converted to it. Forgets buffered frames."""
-        if fps and fps > 0 and fps != self.plan.fps:
+        if fps and fps > 0 and fps != self.config.source_fps:
             self.config = dataclasses.replace(self.config, source_fps=float(fps))
             self.plan = plan_window(self.config, self.stream, self.spec)
             self.buffers = BodyBuffers(self.plan.history)

@@ -32,6 +32,7 @@ from xmkd.checkpoint import (
 )
 from xmkd.config import synthetic_input_spec
 from xmkd.data import SkeletonDataset
+from xmkd.errors import XmkdError
 from xmkd.evaluate import predict
 from xmkd.ntu import read_skeleton
 from xmkd.ntu.splits import protocol_split
@@ -387,3 +388,14 @@ def test_an_exported_onnx_carries_the_stream_entry(tmp_path, capsys):
 def dataclasses_equal(a: StreamInfo, b: StreamInfo) -> bool:
     """Equal but for where the values were read from."""
     return a.to_dict() | {"origin": ""} == b.to_dict() | {"origin": ""}
+
+
+def test_the_synthetic_source_plays_its_presets_rate_and_duration():
+    tiny = preset("tiny")  # 32 frames at 20 fps
+    assert SyntheticSource("tiny").fps == tiny.fps
+    assert SyntheticSource("tiny").frames_per_clip is None  # the preset's own clips
+    faster = SyntheticSource("tiny", fps=40.0)
+    assert faster.frames_per_clip == 64  # the same 1.6 s per action, sampled twice as densely
+    assert SyntheticSource("tiny", fps=40.0, frames_per_clip=20).frames_per_clip == 20
+    with pytest.raises(XmkdError, match="unknown split"):
+        SyntheticSource("tiny", split="nope")
