@@ -69,9 +69,9 @@ class StreamingConfig:
             (exponential moving average) or "mean" (of the last ``mean_count`` predictions).
             Smoothing steadies the displayed label within an action but mixes in earlier
             windows, which reach into the previous action: EMA at 0.5 changed the clip-end
-            prediction of 1 in 24 synthetic clips (bench/bench_live_accuracy.py) and, without
-            a prediction at each clip end, could not make up for misaligned windows. Pick "ema" for
-            a steadier display when agreement with offline evaluation matters less.
+            prediction of 1 of 24 clips on one labeled synthetic stream (none of 48 on
+            another), "mean" of 5 cost over 40 points (bench/bench_live_accuracy.py). Pick
+            "ema" for a steadier display where agreement with offline evaluation matters less.
         ema_alpha: weight of the newest prediction in the EMA.
         mean_count: predictions averaged by "mean".
         top_k: labels reported per prediction.
