@@ -327,6 +327,7 @@ def build_serialized_engine(
     precision: Precision = "fp32",
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     trt: Any = None,
+    input_shapes: dict[str, tuple[tuple[int, ...], ...]] | None = None,
 ) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine for ``profile`` at ``precision``.
 
@@ -354,7 +355,7 @@ def build_serialized_engine(
     lo, opt, hi = profile.shapes()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        opt_profile.set_shape(tensor.name, lo, opt, hi)
+        opt_profile.set_shape(tensor.name, *(input_shapes or {}).get(tensor.name, (lo, opt, hi)))
     config.add_optimization_profile(opt_profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -397,8 +398,11 @@ def build_or_load_engine(
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     gpu: GpuInfo | None = None,
     trt: Any = None,
+    input_shapes: dict[str, tuple[tuple[int, ...], ...]] | None = None,
 ) -> tuple[bytes, Path, bool]:
-    """Return ``(plan bytes, plan path, built_now)``; builds only when no cached engine matches."""
+    """Return ``(plan bytes, plan path, built_now)``; builds only when no cached engine matches.
+    ``input_shapes`` (see :func:`build_serialized_engine`) must follow from the ONNX file (whose
+    digest is in the cache key), as the static shapes of a continual step do."""
     trt = trt or load_tensorrt()
     features = detect_features(trt)
     build = plan_build(features, precision)
@@ -416,7 +420,9 @@ def build_or_load_engine(
     cached = cache.load(key)
     if cached is not None:
         return cached, cache.plan_path(key), False
-    plan = build_serialized_engine(source, profile, precision, workspace_bytes, trt=trt)
+    plan = build_serialized_engine(
+        source, profile, precision, workspace_bytes, trt=trt, input_shapes=input_shapes
+    )
     return plan, cache.store(key, plan), True
 
 
