@@ -30,6 +30,7 @@ with one sentence naming the file (:func:`load_onnx`, :func:`verified_metadata`)
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -319,12 +320,33 @@ def export_onnx(
 
 
 def _set_metadata(proto: Any, info: dict[str, Any]) -> None:
+    """Store ``info`` as the file's xmkd metadata, with the digest of the weights it holds now
+    (checked by :func:`verified_metadata`, as checkpoints check theirs)."""
     for prop in list(proto.metadata_props):
         if prop.key == METADATA_KEY:
             proto.metadata_props.remove(prop)
     entry = proto.metadata_props.add()
     entry.key = METADATA_KEY
-    entry.value = json.dumps(info)
+    entry.value = json.dumps({**info, "weights_sha256": weights_digest(proto)})
+
+
+def weights_digest(proto: Any) -> str:
+    """sha256 over the graph's weights: initializers and Constant nodes' tensors, by name.
+
+    Computed from the decoded arrays, not the protobuf bytes, so it does not depend on how a
+    protobuf version serialises the message."""
+    from onnx import numpy_helper
+
+    tensors = [(t.name, t) for t in proto.graph.initializer]
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            tensors += [(f"{node.name}/{a.name}", a.t) for a in node.attribute if a.name == "value"]
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors, key=lambda item: item[0]):
+        array = np.ascontiguousarray(numpy_helper.to_array(tensor))
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def load_onnx(path: str | Path) -> Any:
@@ -393,6 +415,9 @@ def verified_metadata(path: str | Path) -> dict[str, Any]:
     bad = nonfinite_initializer(proto)
     if bad is not None:
         raise XmkdError(f"{path}: weight '{bad}' holds NaN or infinite values; it cannot run")
+    stored = info.get("weights_sha256")  # absent in files exported before it was stored
+    if stored is not None and stored != weights_digest(proto):
+        raise XmkdError(f"{path}: weights do not match their stored digest (the file is corrupt)")
     parity = info.get("parity")
     if parity is not None and not _parity_passed(parity):
         raise XmkdError(f"{path}: its export failed (or lacks) the parity check against PyTorch")

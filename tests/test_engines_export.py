@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -261,6 +263,32 @@ def test_onnx_without_metadata_nan_weights_or_failed_parity_is_refused(tmp_path)
                                            "random_max_abs_diff": 0.5}})  # fmt: skip
     with pytest.raises(XmkdError, match="failed.onnx: its export failed .*the parity check"):
         ModelSource.from_onnx(failed)
+
+
+def test_changed_onnx_weights_fail_the_stored_digest(tmp_path):
+    """A weight changed after export (a flipped bit, a finite value) runs silently without the
+    digest; with it the file is refused in one sentence. Files without a digest still load."""
+    from engines.backends import ModelSource
+
+    spec = default_input_spec("stgcn", window=16).to_dict()
+    meta = {"class_names": [f"c{i}" for i in range(10)], "input_spec": spec}
+    result = export_checked(stgcn(0), tmp_path / "ok.onnx", 16, exporter="torchscript",
+                            metadata=meta)  # fmt: skip
+    assert len(read_metadata(result.path)["weights_sha256"]) == 64
+    changed = onnx.load(str(result.path))
+    weight = next(t for t in changed.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    array = onnx.numpy_helper.to_array(weight).copy()
+    array.view(np.uint32).flat[0] ^= 1 << 20  # one flipped mantissa bit: still finite
+    weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
+    onnx.save(changed, str(tmp_path / "changed.onnx"))
+    with pytest.raises(XmkdError, match="changed.onnx: weights do not match their stored digest"):
+        ModelSource.from_onnx(tmp_path / "changed.onnx")
+    info = read_metadata(result.path)
+    del info["weights_sha256"]
+    older = onnx.load(str(tmp_path / "changed.onnx"))
+    next(m for m in older.metadata_props if m.key == "xmkd").value = json.dumps(info)
+    onnx.save(older, str(tmp_path / "older.onnx"))
+    assert ModelSource.from_onnx(tmp_path / "older.onnx").class_names == meta["class_names"]
 
 
 def test_cached_export_is_checked_before_reuse(tmp_path, monkeypatch):
