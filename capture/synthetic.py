@@ -38,6 +38,11 @@ import numpy as np
 from capture.source import Frame, Pacer, Source, option_bool, option_num, sequence_to_bodies
 from xmkd.errors import XmkdError
 
+#: How often a consumer waiting for the next clip looks at the stop flag (seconds).
+_POLL_SECONDS = 0.05
+#: The longest `close` waits for the generator thread to leave.
+_CLOSE_WAIT_SECONDS = 5.0
+
 
 class SyntheticSource(Source):
     """Endless (or ``clips``-long) stream of synthetic actions."""
@@ -177,32 +182,41 @@ class SyntheticSource(Source):
                 )
         rng = np.random.default_rng(self.seed)
         self.jobs = [jobs[i] for i in rng.permutation(len(jobs))]
-        self._halt.clear()
+        # each stream gets its own queue and halt flag: a worker of an earlier stream that has
+        # not left yet can never feed this one
+        self._halt = threading.Event()
         self._prefetch = queue.Queue(maxsize=2)
-        self._worker = threading.Thread(target=self._generate, daemon=True, name="synthetic")
+        self._worker = threading.Thread(
+            target=self._generate, args=(self._prefetch, self._halt), daemon=True, name="synthetic"
+        )
         self._worker.start()
 
-    def _generate(self) -> None:
+    def _generate(self, prefetch: queue.Queue, halt: threading.Event) -> None:
         from xmkd.synth import make_clip
+        from xmkd.synth.render import RenderCancelled
 
-        assert self._prefetch is not None
         k = 0
-        while not self._halt.is_set() and (self.clips == 0 or k < self.clips):
+        while not halt.is_set() and (self.clips == 0 or k < self.clips):
             job = self.jobs[k % len(self.jobs)]
             try:
-                clip = make_clip(job, self.config, self.specs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                self._put(exc)
+                # a long clip (a high fps keeps the preset's duration) renders for seconds: the
+                # worker leaves between frames when the source closes, and is never left running
+                # native code at interpreter exit (which aborts the process)
+                clip = make_clip(job, self.config, self.specs, should_stop=halt.is_set)
+            except RenderCancelled:
                 return
-            self._put((job, clip))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                self._put(prefetch, halt, exc)
+                return
+            self._put(prefetch, halt, (job, clip))
             k += 1
-        self._put(None)
+        self._put(prefetch, halt, None)
 
-    def _put(self, item: Any) -> None:
-        assert self._prefetch is not None
-        while not self._halt.is_set():
+    @staticmethod
+    def _put(prefetch: queue.Queue, halt: threading.Event, item: Any) -> None:
+        while not halt.is_set():
             try:
-                self._prefetch.put(item, timeout=0.1)
+                prefetch.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -210,13 +224,30 @@ class SyntheticSource(Source):
     def _close(self) -> None:
         self._halt.set()
         if self._worker is not None:
-            self._worker.join(timeout=5)
+            # the worker leaves within one rendered frame (or one put attempt); the bound only
+            # guards against a generator step that never returns
+            self._worker.join(timeout=_CLOSE_WAIT_SECONDS)
             self._worker = None
+
+    def _halted(self) -> bool:
+        """The consumer asked the stream to end (`stop`) or the source is closing."""
+        return self._stop or self._halt.is_set()
+
+    def _next_clip(self, prefetch: queue.Queue) -> Any:
+        """The next generated clip, or None at the end or once halted: a clip being generated
+        can take seconds, and a stop must not wait for it."""
+        while not self._halted():
+            try:
+                return prefetch.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+        return None
 
     def _frames(self) -> Iterator[Frame]:
         import cv2
 
-        assert self._prefetch is not None
+        prefetch = self._prefetch
+        assert prefetch is not None
         pacer = Pacer(self.fps, self.realtime)
         period = 1e6 / self.fps
         scale_x = self.size[0] / self.render_size[0]
@@ -224,7 +255,7 @@ class SyntheticSource(Source):
         index = 0
         ordinal = -1
         while True:
-            item = self._prefetch.get()
+            item = self._next_clip(prefetch)
             if item is None:
                 return
             if isinstance(item, BaseException):
@@ -236,6 +267,8 @@ class SyntheticSource(Source):
             frames_bodies = sequence_to_bodies(clip.skeleton)
             t = -1
             while t + 1 < len(frames_bodies):
+                if self._halted():  # also while skipping: a late source may skip whole clips
+                    return
                 t += 1
                 if self.drops:
                     # a consumer that fell behind loses frames like a device would

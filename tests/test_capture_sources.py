@@ -4,6 +4,7 @@ calibration/projection with the real device calibration, k4abt binding over fake
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 
 import av
@@ -145,6 +146,99 @@ def test_synthetic_source_streams_generator_clips_scaled_to_the_output():
     k = frames.index(with_body[0])
     np.testing.assert_allclose(body.color_px, (native[k].bodies[0].color_px + 0.5) * 2 - 0.5)
     np.testing.assert_allclose(body.joints, native[k].bodies[0].joints)
+
+
+def _consume_in_a_thread(src) -> tuple[threading.Thread, list]:
+    """Iterate ``src`` on a daemon thread (as the recorder's capture thread does)."""
+    frames: list = []
+
+    def run() -> None:
+        for frame in src:
+            frames.append(frame)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, frames
+
+
+def test_a_late_synthetic_source_that_skips_whole_clips_still_stops(monkeypatch):
+    # 8 frames at 10000 fps last 0.8 ms, a clip takes >= 100 ms to make: in real time every clip
+    # is over before it exists, so the source skips all of it; a stop must still end the stream
+    # (the recorder's `--seconds 2` waited 10 s and abandoned the source)
+    import xmkd.synth
+
+    real = xmkd.synth.make_clip
+
+    def slow_make_clip(*args, **kwargs):
+        time.sleep(0.1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(xmkd.synth, "make_clip", slow_make_clip)
+    spec = "synthetic:tiny?fps=10000&frames=8&width=64&height=36&render_width=64&render_height=36"
+    src = open_source(spec).open()
+    try:
+        thread, frames = _consume_in_a_thread(src)
+        time.sleep(1.5)  # the prefetched clips are used up: now every clip is skipped whole
+        src.stop()
+        thread.join(10)
+        assert not thread.is_alive(), "the source ignored stop() while skipping late clips"
+    finally:
+        src.close()
+
+
+def test_synthetic_source_stops_and_closes_while_a_clip_is_being_made(monkeypatch):
+    # a long clip (a high fps keeps the preset's duration: tiny at 10000 fps is 16000 frames)
+    # takes a minute to render; neither stop() nor close() may wait for it, and the generator
+    # thread must not be left rendering (at interpreter exit that aborts the process)
+    import xmkd.synth
+    from xmkd.synth.render import RenderCancelled
+
+    release = threading.Event()
+    asked: list[bool] = []
+
+    def endless_make_clip(job, cfg, specs, should_stop=None):
+        while not release.wait(0.01):
+            if should_stop is not None and should_stop():
+                asked.append(True)
+                raise RenderCancelled("stopped")
+        raise RuntimeError("released at teardown only")
+
+    monkeypatch.setattr(xmkd.synth, "make_clip", endless_make_clip)
+    src = open_source("synthetic:tiny?width=64&height=36&render_width=64&render_height=36")
+    src.open()
+    worker = src._worker
+    try:
+        thread, frames = _consume_in_a_thread(src)
+        time.sleep(0.3)
+        src.stop()
+        thread.join(10)
+        assert not thread.is_alive(), "stop() waited for the clip being made"
+        assert frames == []
+        start = time.monotonic()
+        src.close()
+        assert time.monotonic() - start < 4.0  # leaves within one frame; 5 s is the give-up
+        assert not worker.is_alive() and asked == [True]
+    finally:
+        release.set()
+        src.close()
+
+
+def test_make_clip_stops_between_frames_when_asked():
+    from xmkd.synth import SynthConfig, action_library, make_clip
+    from xmkd.synth.generator import ClipJob
+    from xmkd.synth.render import RenderCancelled
+
+    cfg = SynthConfig(classes=3, frames=40, width=32, height=24, seed=0)
+    specs = action_library(cfg.classes, cfg.seed)
+    calls: list[int] = []
+
+    def after_three() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(RenderCancelled, match="frame 3 of 40"):
+        make_clip(ClipJob(1, 1, 1, 1), cfg, specs, should_stop=after_three)
+    assert make_clip(ClipJob(1, 1, 1, 1), cfg, specs).frames_bgr.shape[0] == 40
 
 
 # ---- calibration ---------------------------------------------------------------------------

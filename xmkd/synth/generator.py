@@ -204,8 +204,14 @@ def _orientations(joints: np.ndarray) -> np.ndarray:
     return q
 
 
-def make_clip(job: ClipJob, cfg: SynthConfig, specs: list[M.ActionSpec]) -> ClipData:
-    """Generate one clip (no file written)."""
+def make_clip(
+    job: ClipJob,
+    cfg: SynthConfig,
+    specs: list[M.ActionSpec],
+    should_stop: Callable[[], bool] | None = None,
+) -> ClipData:
+    """Generate one clip (no file written). ``should_stop`` is asked between rendered frames;
+    when it says True, `xmkd.synth.render.RenderCancelled` is raised."""
     from xmkd.ntu import SkeletonSequence
 
     ss = np.random.SeedSequence([cfg.seed, 303, job.subject, job.view, job.rep, job.action])
@@ -240,6 +246,7 @@ def make_clip(job: ClipJob, cfg: SynthConfig, specs: list[M.ActionSpec]) -> Clip
         rng_render,
         cfg.pixel_noise,
         room_rng,
+        should_stop,
     )
 
     # ---- sensor errors on the skeleton

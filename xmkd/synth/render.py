@@ -17,6 +17,7 @@ then it downsamples (anti-aliasing), applies a lighting gain and pixel noise. Fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,10 @@ OBJECT_COLOURS = {
     "toothbrush": ((240, 240, 240), (90, 200, 60), (230, 120, 200)),
 }
 PHONE_SCREEN = (255, 215, 110)
+
+
+class RenderCancelled(Exception):
+    """`render_clip` was told to stop (its ``should_stop`` said True) before the clip was done."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +226,15 @@ def render_clip(
     rng: np.random.Generator,
     pixel_noise: float,
     room_rng: np.random.Generator | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Render (T, H, W, 3) uint8 BGR frames of the clean camera-space joints (T, 25, 3).
 
     ``hand_dirs[side]`` (T, 3) is the camera-space direction wrist -> hand tip, along which a
     held object is drawn. ``room_rng`` draws the background (default: ``rng``); the generator
     passes one seeded per room so that several clips share a room, as NTU's clips share the
-    setups' rooms."""
+    setups' rooms. ``should_stop`` is asked before each frame; when it says True the rendering
+    raises `RenderCancelled` (a live source closing must not wait for a long clip)."""
     S = SUPERSAMPLE
     T = joints_cam.shape[0]
     room = _room(room_rng if room_rng is not None else rng, cam, pl)
@@ -281,6 +288,8 @@ def render_clip(
     scale_rgb = (gain * cast).astype(np.float32)
 
     for t in range(T):
+        if should_stop is not None and should_stop():
+            raise RenderCancelled(f"rendering stopped at frame {t} of {T}")
         img = room.copy()
         p, zt = pts[t], zl[t]
         prims: list[tuple[float, Any]] = []
