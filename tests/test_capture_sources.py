@@ -60,8 +60,8 @@ def test_unknown_source_and_options_are_one_sentence_errors():
         open_source("ntu:/nowhere?speed=2")
 
 
-def test_bodies_round_trip_through_an_ntu_file(tmp_path, ntu_samples):
-    seq = read_skeleton(ntu_samples[1])  # two bodies
+def test_bodies_round_trip_through_an_ntu_file(tmp_path, any_ntu_samples):
+    seq = read_skeleton(any_ntu_samples[1])  # two bodies
     frames = sequence_to_bodies(seq)
     assert len(frames) == seq.num_frames and len(frames[0]) == 2
     assert isinstance(frames[0][0], Body) and frames[0][0].joints.shape == (25, 3)
@@ -75,12 +75,12 @@ def test_bodies_round_trip_through_an_ntu_file(tmp_path, ntu_samples):
 
 
 # ---- NTU replay ----------------------------------------------------------------------------
-def test_ntu_replay_plays_a_folder_as_a_playlist(ntu_samples):
-    folder = ntu_samples[0].parent
+def test_ntu_replay_plays_a_folder_as_a_playlist(any_ntu_samples):
+    folder = any_ntu_samples[0].parent
     with open_source(f"ntu:{folder}?realtime=0", camera=3) as src:
         frames = list(src)
         assert src.dropped_frames == 0  # continuous timestamps across files
-    expected = [read_skeleton(p) for p in ntu_samples]
+    expected = [read_skeleton(p) for p in any_ntu_samples]
     assert len(frames) == sum(s.num_frames for s in expected)
     assert [f.index for f in frames] == list(range(len(frames)))
     assert all(f.camera == 3 and f.color is None for f in frames)
@@ -92,17 +92,17 @@ def test_ntu_replay_plays_a_folder_as_a_playlist(ntu_samples):
     np.testing.assert_allclose(second.bodies[0].joints, expected[1].joints[0, :, :3])
 
 
-def test_ntu_replay_pairs_the_video_in_a_sibling_folder(tmp_path, ntu_samples):
+def test_ntu_replay_pairs_the_video_in_a_sibling_folder(tmp_path, generated_ntu_samples):
     from xmkd.recordings import write_video
 
     skel_dir, rgb_dir = tmp_path / "skeletons", tmp_path / "rgb"
     skel_dir.mkdir()
-    seq = read_skeleton(ntu_samples[0])
-    write_skeleton(skel_dir / ntu_samples[0].name, seq)
+    seq = read_skeleton(generated_ntu_samples[0])
+    write_skeleton(skel_dir / generated_ntu_samples[0].name, seq)
     video = np.zeros((seq.num_frames - 2, 48, 64, 3), np.uint8)  # 2 frames shorter than skeleton
     video[:, :, :, 1] = np.arange(seq.num_frames - 2)[:, None, None] * 3
-    write_video(rgb_dir / (ntu_samples[0].stem + "_rgb.avi"), video, 30)
-    with open_source(f"ntu:{skel_dir / ntu_samples[0].name}?realtime=0") as src:
+    write_video(rgb_dir / (generated_ntu_samples[0].stem + "_rgb.avi"), video, 30)
+    with open_source(f"ntu:{skel_dir / generated_ntu_samples[0].name}?realtime=0") as src:
         frames = list(src)
     assert len(frames) == seq.num_frames  # the skeleton decides the length
     assert frames[0].color.shape == (48, 64, 3)
@@ -110,8 +110,8 @@ def test_ntu_replay_pairs_the_video_in_a_sibling_folder(tmp_path, ntu_samples):
     assert frames[-1].color is None
 
 
-def test_ntu_replay_realtime_is_paced(ntu_samples):
-    with open_source(f"ntu:{ntu_samples[0]}?fps=50", max_frames=16) as src:
+def test_ntu_replay_realtime_is_paced(generated_ntu_samples):
+    with open_source(f"ntu:{generated_ntu_samples[0]}?fps=50", max_frames=16) as src:
         start = time.perf_counter()
         frames = list(src)
         elapsed = time.perf_counter() - start
