@@ -103,9 +103,8 @@ def test_parity_check_catches_a_different_model(tmp_path):
 
 def test_hcn_export_fixes_the_window(tmp_path, generated_ntu_samples):
     model = hcn()
-    real = real_windows(
-        generated_ntu_samples, default_input_spec("hcn")
-    )  # centre crop, resize to 32
+    # centre crop, resize to 32
+    real = real_windows(generated_ntu_samples, default_input_spec("hcn"))
     result = export_checked(
         model, tmp_path / "hcn.onnx", 32, exporter="torchscript", real_inputs=real
     )
