@@ -1,4 +1,5 @@
-"""`xmkd export` and `xmkd live` end to end on a small checkpoint and the real NTU samples."""
+"""`xmkd export` and `xmkd live` end to end on a small checkpoint and NTU samples (generated at
+test time; the real ones too where ../shared provides them)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_export_onnx_then_onnxruntime(checkpoint, ntu_samples, tmp_path, capsys):
+def test_export_onnx_then_onnxruntime(checkpoint, generated_ntu_samples, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     code = main(
         [
@@ -50,7 +51,7 @@ def test_export_onnx_then_onnxruntime(checkpoint, ntu_samples, tmp_path, capsys)
             "--exporter",
             "torchscript",
             "--check-data",
-            str(ntu_samples[0].parent),
+            str(generated_ntu_samples[0].parent),
         ]
     )
     text = capsys.readouterr().out
@@ -80,8 +81,8 @@ def test_export_tensorrt_without_tensorrt_is_one_sentence(checkpoint, tmp_path, 
     assert err.count("\n") == 1
 
 
-def test_live_on_a_real_ntu_sample_prints_predictions(checkpoint, ntu_samples, capsys):
-    sample = ntu_samples[0]  # S001C001P001R001A011, 82 frames
+def test_live_on_an_ntu_sample_prints_predictions(checkpoint, any_ntu_samples, capsys):
+    sample = any_ntu_samples[0]  # S001C001P001R001A011, 82 frames
     code = main(
         [
             "live",
@@ -115,7 +116,7 @@ def test_live_on_a_real_ntu_sample_prints_predictions(checkpoint, ntu_samples, c
     assert re.search(r"82 frames in [\d.]+ s, \d+ predictions", text)
 
 
-def test_live_with_an_unavailable_engine_is_one_sentence(checkpoint, ntu_samples, capsys):
+def test_live_with_an_unavailable_engine_is_one_sentence(checkpoint, generated_ntu_samples, capsys):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only error")
     code = main(
@@ -124,7 +125,7 @@ def test_live_with_an_unavailable_engine_is_one_sentence(checkpoint, ntu_samples
             "--checkpoint",
             str(checkpoint),
             "--source",
-            f"ntu:{ntu_samples[0]}",
+            f"ntu:{generated_ntu_samples[0]}",
             "--engine",
             "torch-cuda",
         ]
