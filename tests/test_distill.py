@@ -370,15 +370,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path, tiny_session, capsys):
     assert (out / "labels.pt").is_file() and (out / "teacher" / "teacher.pt").is_file()
 
 
-def test_distill_and_eval_on_packed_ntu(tmp_path, ntu_samples, capsys):
+def test_distill_and_eval_on_packed_ntu(tmp_path, generated_ntu_samples, capsys):
     from xmkd.cli import main
     from xmkd.ntu.pack import pack_ntu
 
     torch.set_num_threads(1)
     packed = tmp_path / "packed"
-    pack_ntu(ntu_samples[0].parent, packed, workers=1, progress=False)
+    pack_ntu(generated_ntu_samples[0].parent, packed, workers=1, progress=False)
     run = tmp_path / "run"
-    # the 5 real samples have no Student-Train subject: train on Teacher-Train's 3 (full labels)
+    # the 5 samples (the real ones' names) have no Student-Train subject: train on
+    # Teacher-Train's 3 (full labels)
     assert (
         main(
             [
