@@ -1,5 +1,6 @@
-"""Replay tab on the real NTU samples: open a folder, play / pause / seek / speed, ground truth
-beside a real checkpoint's prediction, batch evaluation with a confusion matrix."""
+"""Replay tab on NTU .skeleton files (generated at test time like the real samples): open a
+folder, play / pause / seek / speed, ground truth beside a real checkpoint's prediction, batch
+evaluation with a confusion matrix."""
 
 from __future__ import annotations
 
@@ -29,25 +30,25 @@ def tab(qtbot):
     tab.shutdown()
 
 
-def test_ground_truth_comes_from_the_file_name(ntu_samples, tmp_path):
-    assert ground_truth(ntu_samples[0]) == ("A011", 10)
+def test_ground_truth_comes_from_the_file_name(generated_ntu_samples, tmp_path):
+    assert ground_truth(generated_ntu_samples[0]) == ("A011", 10)
     unlabeled = tmp_path / "S001C001P001R001A000.skeleton"
     assert ground_truth(unlabeled) == ("", None)
     assert ground_truth(tmp_path / "clip.skeleton") == ("", None)
 
 
-def test_open_folder_play_pause_seek_speed(qtbot, tab, ntu_samples):
-    folder = ntu_samples[0].parent
+def test_open_folder_play_pause_seek_speed(qtbot, tab, generated_ntu_samples):
+    folder = generated_ntu_samples[0].parent
     tab.set_paths([folder])
-    assert tab.files.count() == len(ntu_samples)
+    assert tab.files.count() == len(generated_ntu_samples)
     wait_until(qtbot, lambda: tab.clip is not None, message="first clip loaded")
-    assert tab.clip.path == ntu_samples[0]
+    assert tab.clip.path == generated_ntu_samples[0]
     assert tab.clip.num_frames == 82 and tab.truth_label.text() == "ground truth: A011"
     assert tab.frame_label.text() == "1 / 82"
     assert tab.skeleton.body_count == 1
 
     tab.files.setCurrentRow(1)  # the two-person sample
-    wait_until(qtbot, lambda: tab.clip.path == ntu_samples[1], message="second clip")
+    wait_until(qtbot, lambda: tab.clip.path == generated_ntu_samples[1], message="second clip")
     tab.seek(30)
     assert tab.index == 30 and tab.skeleton.body_count == 2
     x, _ = tab.skeleton.front._bones[1].getData()
@@ -69,11 +70,11 @@ def test_open_folder_play_pause_seek_speed(qtbot, tab, ntu_samples):
     assert tab.index == 69 and tab.play_button.text() == "Play"
 
 
-def test_paired_video_is_shown_beside_the_skeleton(qtbot, tab, ntu_samples, tmp_path):
+def test_paired_video_is_shown_beside_the_skeleton(qtbot, tab, generated_ntu_samples, tmp_path):
     import cv2
 
-    skeleton = tmp_path / ntu_samples[2].name
-    shutil.copy(ntu_samples[2], skeleton)
+    skeleton = tmp_path / generated_ntu_samples[2].name
+    shutil.copy(generated_ntu_samples[2], skeleton)
     video = tmp_path / (skeleton.name.removesuffix(".skeleton") + "_rgb.avi")
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1920, 1080))
     for i in range(30):  # fewer frames than the skeleton's 100: the tab says so
@@ -91,8 +92,10 @@ def test_paired_video_is_shown_beside_the_skeleton(qtbot, tab, ntu_samples, tmp_
     assert u[0] == pytest.approx(tab.clip.pixels[20][0][0, 0] / 3)
 
 
-def test_prediction_beside_ground_truth_and_folder_evaluation(qtbot, tab, ntu_samples, checkpoint):
-    tab.set_paths([ntu_samples[0].parent])
+def test_prediction_beside_ground_truth_and_folder_evaluation(
+    qtbot, tab, generated_ntu_samples, checkpoint
+):
+    tab.set_paths([generated_ntu_samples[0].parent])
     tab.model_path.setText(str(checkpoint))
     tab.backend.setCurrentText("torch")
     tab.load_model()
@@ -108,21 +111,25 @@ def test_prediction_beside_ground_truth_and_folder_evaluation(qtbot, tab, ntu_sa
     tab.evaluate_folder()
     wait_until(qtbot, lambda: tab.eval_result is not None, 60, "folder evaluated")
     result = tab.eval_result
-    assert result["count"] == len(ntu_samples)
-    assert result["confusion"].sum() == len(ntu_samples)
-    truths = sorted({ground_truth(p)[1] for p in ntu_samples})
+    assert result["count"] == len(generated_ntu_samples)
+    assert result["confusion"].sum() == len(generated_ntu_samples)
+    truths = sorted({ground_truth(p)[1] for p in generated_ntu_samples})
     assert set(truths) <= set(result["classes"])
-    expected = evaluate_files(tab.predictor, list(ntu_samples), lambda *a: None, lambda: False)
+    expected = evaluate_files(
+        tab.predictor, list(generated_ntu_samples), lambda *a: None, lambda: False
+    )
     assert expected["correct"] == result["correct"]
     assert tab.accuracy.text().startswith("accuracy ")
-    assert tab.confusion.matrix is not None and tab.eval_progress.value() == len(ntu_samples)
+    assert tab.confusion.matrix is not None and tab.eval_progress.value() == len(
+        generated_ntu_samples
+    )
     assert "A011: action 11" in tab.confusion.toolTip()
 
 
 def test_unreadable_files_are_reported_and_the_rest_evaluated(
-    qtbot, tab, ntu_samples, tmp_path, checkpoint
+    qtbot, tab, generated_ntu_samples, tmp_path, checkpoint
 ):
-    for sample in ntu_samples[:2]:
+    for sample in generated_ntu_samples[:2]:
         shutil.copy(sample, tmp_path / sample.name)
     bad = tmp_path / "S001C001P001R001A005.skeleton"
     bad.write_text("3\r\n1\r\nnot a body\r\n")
