@@ -1,5 +1,6 @@
-"""Record tab: preview and record real frames (NTU replay of the real samples, and the synthetic
-source) through capture's recorder; the clips land in the session and read back."""
+"""Record tab: preview and record real frames (NTU replay of .skeleton files generated like the
+real samples, the synthetic source and the real Kinect MKV) through capture's recorder; the clips
+land in the session and read back."""
 
 from __future__ import annotations
 
@@ -27,15 +28,15 @@ def tab(qtbot, tmp_path):
 
 
 @pytest.fixture
-def ntu_with_video(ntu_samples, tmp_path):
-    """The first real sample with a paired ``_rgb.avi`` (small, generated) beside it."""
+def ntu_with_video(generated_ntu_samples, tmp_path):
+    """The first sample with a paired ``_rgb.avi`` (small, generated) beside it."""
     import cv2
     import numpy as np
 
     folder = tmp_path / "ntu"
     folder.mkdir()
-    skeleton = folder / ntu_samples[0].name
-    shutil.copy(ntu_samples[0], skeleton)
+    skeleton = folder / generated_ntu_samples[0].name
+    shutil.copy(generated_ntu_samples[0], skeleton)
     video = folder / (skeleton.name.removesuffix(".skeleton") + "_rgb.avi")
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 180))
     for i in range(82):
@@ -67,9 +68,9 @@ def test_status_line_text():
     ]  # fmt: skip
 
 
-def test_preview_shows_frames_skeletons_and_status(qtbot, tab, ntu_samples):
-    use_ntu(tab, ntu_samples[1])  # two bodies
-    assert tab.source_spec() == f"ntu:{ntu_samples[1]}"
+def test_preview_shows_frames_skeletons_and_status(qtbot, tab, generated_ntu_samples):
+    use_ntu(tab, generated_ntu_samples[1])  # two bodies
+    assert tab.source_spec() == f"ntu:{generated_ntu_samples[1]}"
     tab.preview_button.click()
     assert not tab.preview_button.isEnabled() and tab.stop_button.isEnabled()
     wait_until(qtbot, lambda: tab.skeleton.body_count == 2, 10, "two bodies drawn")
@@ -164,15 +165,15 @@ def test_recording_folder_is_left_alone_when_the_source_fails(qtbot, tab, tmp_pa
     shutil.rmtree(tab.session_dir.text(), ignore_errors=True)
 
 
-def test_record_a_take_of_a_skeleton_only_source(qtbot, tab, ntu_samples, tmp_path):
+def test_record_a_take_of_a_skeleton_only_source(qtbot, tab, generated_ntu_samples, tmp_path):
     """NTU replay without a paired video: the take is a skeleton-only clip, finalized."""
     from xmkd.ntu import read_skeleton
     from xmkd.recordings import Session
 
     alone = tmp_path / "alone"
     alone.mkdir()
-    shutil.copy(ntu_samples[1], alone / ntu_samples[1].name)
-    use_ntu(tab, alone / ntu_samples[1].name)
+    shutil.copy(generated_ntu_samples[1], alone / generated_ntu_samples[1].name)
+    use_ntu(tab, alone / generated_ntu_samples[1].name)
     record_a_take(qtbot, tab, 700, stop=tab.record_button)
     session = Session.open(tab.session_dir.text())
     assert len(session.clips) == 1 and not session.clips[0].has_video
