@@ -20,14 +20,15 @@ def add_data_args(p: argparse.ArgumentParser, split: str, video: bool = False) -
         metavar="DIR",
         help="session folder(s) in the recordings layout (xmkd record / xmkd synth)",
     )
-    if not video:
-        g.add_argument(
-            "--packed",
-            type=A.existing_dir,
-            default=None,
-            metavar="DIR",
-            help="packed NTU RGB+D folder (xmkd prepare-ntu) instead of sessions",
-        )
+    g.add_argument(
+        "--packed",
+        type=A.existing_dir,
+        default=None,
+        metavar="DIR",
+        help="packed NTU RGB+D folder (xmkd prepare-ntu"
+        + (" --rgb: with its videos)" if video else ")")
+        + " instead of sessions",
+    )
     g.add_argument(
         "--split",
         default=split,

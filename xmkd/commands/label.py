@@ -9,12 +9,13 @@ from xmkd.commands._train_common import add_data_args, add_run_args
 
 DESCRIPTION = """\
 Run a teacher checkpoint (`xmkd teacher train`) once over the videos of the unlabeled pairs
-(default: the Student-Train split of the given sessions) and store its class scores per sample
-name in one file that `xmkd distill --labels FILE` reads; the teacher never runs during
-distillation. Batched, on the GPU when there is one. Resumable: names already in --out are
-skipped, and the file is rewritten atomically every few batches, so an interrupted run keeps
-its work. When the clips carry their true action (synthetic data), the teacher's accuracy on them
-is printed: it is how many of the students' labels will be wrong.
+(default: the Student-Train split of the given sessions, or of a packed NTU RGB+D folder with its
+videos: --packed DIR from `xmkd prepare-ntu --rgb`) and store its class scores per sample name in
+one file that `xmkd distill --labels FILE` reads (with the same --packed DIR for NTU); the
+teacher never runs during distillation. Batched, on the GPU when there is one. Resumable:
+names already in --out are skipped, and the file is rewritten atomically every few batches, so
+an interrupted run keeps its work. When the clips carry their true action (synthetic data, NTU),
+the teacher's accuracy on them is printed: it is how many of the students' labels will be wrong.
 """
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or "auto")
     teacher, meta = load_teacher(args.teacher)
     spec = TSNInputSpec.from_dict(meta.input_spec)
-    raw = video_source(args.sessions, meta.modality, args.split, args.benchmark)
+    raw = video_source(args.sessions, meta.modality, args.split, args.benchmark, packed=args.packed)
     data = TeacherClips(raw, spec, train=False)
     labels, facts = label_dataset(
         teacher,

@@ -1,4 +1,5 @@
-"""``xmkd prepare-ntu``: pack NTU RGB+D ``.skeleton`` files into memory-mapped arrays."""
+"""``xmkd prepare-ntu``: pack NTU RGB+D ``.skeleton`` files into memory-mapped arrays and, with
+``--rgb``, decode the paired videos once into the teacher's clips (:mod:`xmkd.ntu.videos`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(the x-sub training subjects split 10/10 on NTU-60; default rule: alternate the "
             "sorted training subjects, see --teacher-subjects). Samples on the official "
             "missing-skeleton list are skipped; malformed files are listed with their error at "
-            "the end and left out."
+            "the end and left out. With --rgb, the videos of the protocol parts the teacher "
+            "reads (Teacher-Train, Student-Train) are paired with their .skeleton files by "
+            "name and decoded once, in parallel, into OUT/rgb/<name>_rgb.avi (MJPEG, short "
+            "side --short-side) and optionally OUT/flow/<name>/ (--flow); the run is resumable "
+            "(run the same command again after an interruption), prints a disk-space estimate "
+            "first and stops cleanly before the disk is full; teacher_train and student_train "
+            "then keep only the pairs. Then: xmkd teacher train --packed OUT, xmkd label "
+            "--packed OUT."
         ),
     )
     p.add_argument(
@@ -36,6 +44,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="xsub60",
         help="NTU-60 cross-subject/cross-view or NTU-120 cross-subject/cross-setup (default "
         "xsub60)",
+    )
+    p.add_argument(
+        "--rgb",
+        type=A.as_path(A.existing_dir),
+        default=None,
+        help="folder of NTU's <name>_rgb.avi videos (nturgb+d_rgb): also ingest the videos the "
+        "teacher trains on and labels (x-sub benchmarks)",
+    )
+    p.add_argument(
+        "--flow",
+        choices=("none", "dis", "tvl1"),
+        default="none",
+        help="with --rgb: also store optical flow for the flow teacher: dis (OpenCV DIS, fast on "
+        "a CPU), tvl1 (TSN's TV-L1, needs opencv-contrib; about 1 frame/s) or none (default)",
+    )
+    p.add_argument(
+        "--flow-preset",
+        choices=("ultrafast", "fast", "medium"),
+        default="fast",
+        help="DIS preset with --flow dis (default fast)",
+    )
+    p.add_argument(
+        "--short-side",
+        type=A.int_range(16, 4096, "pixels; TSN uses 256"),
+        default=256,
+        help="with --rgb: videos are stored with this short side, aspect kept (default 256: "
+        "1920x1080 -> 456x256); smaller videos keep their size",
+    )
+    p.add_argument(
+        "--video-test",
+        action="store_true",
+        help="with --rgb: also ingest the test subjects' videos (the protocol evaluates the "
+        "students on skeletons; only `teacher train --eval-split test` reads them)",
+    )
+    p.add_argument(
+        "--min-free-gb",
+        type=float,
+        default=1.0,
+        help="with --rgb: stop cleanly before the output disk has less than this free (default 1)",
     )
     p.add_argument("--out", type=A.as_path(A.out_dir), required=True, help="output folder")
     p.add_argument(
@@ -91,9 +138,68 @@ def run(args: argparse.Namespace) -> int:
         split=split,
         allow_nonfinite=args.allow_nonfinite,
     )
+    pairs, videos = None, None
+    if args.rgb is not None:
+        pairs, videos = _ingest(args, options)
+    elif args.flow != "none" or args.video_test:
+        raise XmkdError("--flow and --video-test need the videos: give --rgb DIR")
     summary = pack_ntu(
-        args.skeletons, args.out, options, workers=args.workers, progress=not args.no_progress
+        args.skeletons,
+        args.out,
+        options,
+        workers=args.workers,
+        progress=not args.no_progress,
+        pairs=pairs,
+        videos=videos,
     )
     for line in summary.lines():
         print(line)
     return 0
+
+
+def _ingest(args: argparse.Namespace, options) -> tuple[set[str], dict]:
+    """Decode the protocol's videos; returns the samples with a stored video and the manifest
+    entry. A run stopped for disk space is one sentence; what it stored is kept."""
+    import math
+
+    from xmkd.errors import XmkdError
+    from xmkd.ntu.videos import VideoOptions, ingest_videos, plan_videos, video_parts
+
+    if not (math.isfinite(args.min_free_gb) and args.min_free_gb >= 0):
+        raise XmkdError(f"--min-free-gb must be a number >= 0, got {args.min_free_gb}")
+    video_options = VideoOptions(
+        short_side=args.short_side,
+        flow=args.flow,
+        flow_preset=args.flow_preset,
+        min_free_bytes=int(args.min_free_gb * 1e9),
+    )
+    video_options.check_flow()
+    plan = plan_videos(
+        args.skeletons, args.rgb, options.benchmark, options.split, include_test=args.video_test
+    )
+    for line in plan.lines():
+        print(line)
+    summary = ingest_videos(
+        plan.jobs, args.out, video_options, workers=args.workers, progress=not args.no_progress
+    )
+    summary.unreadable[:0] = plan.not_files
+    for line in summary.lines():
+        print(line)
+    if summary.stopped:
+        raise XmkdError(
+            f"prepare-ntu stopped before the disk filled ({summary.stopped}); the "
+            f"{len(summary.ingested)} videos stored so far are kept: free some space (or lower "
+            "--min-free-gb) and run the same command again to continue"
+        )
+    entry = {
+        "format": "mjpeg-avi",
+        "rgb": "rgb",
+        "flow": None if args.flow == "none" else "flow",
+        "flow_method": None if args.flow == "none" else args.flow,
+        "short_side": args.short_side,
+        "parts": list(video_parts(args.video_test)),
+        "source": str(args.rgb),
+        **plan.manifest(),
+        **summary.manifest(),
+    }
+    return set(summary.ingested), entry

@@ -15,12 +15,14 @@ from xmkd.commands._train_common import (
 
 DESCRIPTION = """\
 Train the video teacher (Temporal Segment Network, ResNet backbone) with labels on the
-Teacher-Train split of the given sessions, then evaluate it on Student-Train: that accuracy is how
-right the labels it will give the students are (the paper's flow teacher: 86%).
+Teacher-Train split of the given sessions (or of NTU RGB+D ingested with `xmkd prepare-ntu
+--rgb`: --packed DIR), then evaluate it on Student-Train: that accuracy is how right the labels it
+will give the students are (the paper's flow teacher: 86%). Several GPUs: torchrun
+--nproc-per-node N -m xmkd teacher train ... (DDP, as distill).
 
 modalities: rgbdiff (RGB differences, TSN's RGB-diff; the default: a from-scratch RGB-only
 teacher does not learn on a CPU budget), rgb, flow (needs optical flow in the sessions: xmkd synth
---flow, or xmkd flow SESSION).
+--flow, or xmkd flow SESSION; in a packed folder: prepare-ntu --flow dis).
 
 presets (--preset; without it the data chooses: sessions of xmkd synth or the synthetic source
 get synthetic, packed NTU and recorded sessions paper; the start line says which and the epochs).
@@ -135,6 +137,7 @@ def build_config(args: argparse.Namespace):
     changes["data"] = dataclasses.replace(
         cfg.data,
         sessions=[str(s) for s in args.sessions],
+        packed=str(args.packed) if args.packed else None,
         benchmark=args.benchmark,
         num_workers=args.workers or 0,
     )
@@ -145,16 +148,24 @@ def run(args: argparse.Namespace) -> int:
     from xmkd.train.inputs import TeacherClips, class_names_of, video_source
     from xmkd.train.teacher import build_teacher, train_teacher
 
-    args.preset, why = choose_preset(args.preset, args.sessions)
+    args.preset, why = choose_preset(args.preset, args.sessions, args.packed)
     cfg = build_config(args)
     announce(
         f"preset {args.preset} ({why}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"{cfg.crop_size}x{cfg.crop_size} crops, {cfg.backbone}",
         args.progress_json,
     )
-    raw_train = video_source(cfg.data.sessions, cfg.modality, args.split, cfg.data.benchmark)
+    packed = cfg.data.packed
+    raw_train = video_source(
+        cfg.data.sessions, cfg.modality, args.split, cfg.data.benchmark, packed=packed
+    )
     raw_eval = video_source(
-        cfg.data.sessions, cfg.modality, args.eval_split, cfg.data.benchmark, labeled_only=True
+        cfg.data.sessions,
+        cfg.modality,
+        args.eval_split,
+        cfg.data.benchmark,
+        labeled_only=True,
+        packed=packed,
     )
     class_names = class_names_of(raw_train)
     model = build_teacher(cfg, len(class_names))

@@ -1,10 +1,11 @@
-"""Datasets for training and evaluation: skeleton clips for the students (over sessions or packed
-NTU RGB+D) and videos for the teacher (over sessions). See :mod:`xmkd.data.datasets`."""
+"""Datasets for training and evaluation: skeleton clips for the students and videos for the
+teacher, over sessions or packed NTU RGB+D. See :mod:`xmkd.data.datasets`."""
 
 from xmkd.data.datasets import (
     SPLITS,
     VIDEO_MODALITIES,
     PackedSkeletonDataset,
+    PackedVideoDataset,
     SkeletonDataset,
     VideoDataset,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "SPLITS",
     "VIDEO_MODALITIES",
     "PackedSkeletonDataset",
+    "PackedVideoDataset",
     "SkeletonDataset",
     "VideoDataset",
 ]

@@ -19,6 +19,10 @@ name (teacher labels are keyed by it).
   ``functools.partial(xmkd.models.tsn.teacher_input, spec=spec, train=True)``). Frames are
   decoded per item (cheap at these sizes) unless ``cache=True``.
 
+- :class:`PackedVideoDataset`: the teacher's clips of a packed NTU folder whose videos were
+  ingested (``xmkd prepare-ntu --rgb``); the same items as :class:`VideoDataset`, and
+  :meth:`PackedVideoDataset.teacher_input` decodes only the frames TSN samples.
+
 Filtering: ``split`` keeps the clips of one protocol split (:func:`xmkd.ntu.splits.protocol_split`:
 "teacher_train", "student_train", "test"), ``names`` an explicit list, ``labeled_only`` drops
 ``A000`` clips. Filters combine.
@@ -35,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from xmkd.errors import XmkdError
+from xmkd.errors import FormatError, XmkdError
 from xmkd.ntu.splits import PROTOCOL_PARTS
 from xmkd.recordings import Clip, Session
 
@@ -326,6 +330,117 @@ class VideoDataset(Dataset):
             x = {k: torch.from_numpy(v.copy()) for k, v in x.items()}
         else:
             x = torch.from_numpy(x.copy())
+        item = (x, int(self.labels[index]), int(index))
+        return (*item, self.names[index]) if self.return_name else item
+
+    @property
+    def num_classes(self) -> int:
+        if self.class_names is not None:
+            return len(self.class_names)
+        return int(self.labels.max(initial=-1)) + 1
+
+
+class PackedVideoDataset(Dataset):
+    """The ingested videos of one part of a packed NTU folder (``xmkd prepare-ntu --rgb``).
+
+    Items as :class:`VideoDataset` (``modality`` "rgb" or "flow"); the clips are the part's
+    samples (``{part}_names.txt``), each stored as ``rgb/<name>_rgb.avi`` (+ ``flow/<name>/``).
+    ``load`` decodes a whole clip; :meth:`teacher_input` decodes only the frames that TSN's
+    segment sampling picks (what :class:`xmkd.train.inputs.TeacherClips` uses).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        part: str,
+        modality: str = "rgb",
+        labeled_only: bool = False,
+        return_name: bool = False,
+    ) -> None:
+        from xmkd.ntu.pack import PackedNTU
+        from xmkd.ntu.videos import read_marker
+        from xmkd.recordings import flow_dir, video_path
+
+        if modality not in ("rgb", "flow"):
+            raise XmkdError(f"packed NTU videos are read as rgb or flow, not {modality!r}")
+        packed = PackedNTU(root, part)
+        videos = packed.manifest.get("videos")
+        if not videos:
+            raise XmkdError(
+                f"{root} holds no videos: run xmkd prepare-ntu with --rgb DIR (the folder of "
+                "NTU's _rgb.avi files) into it"
+            )
+        if part not in videos.get("parts", ()):
+            raise XmkdError(
+                f"{root}: the {part} videos were not ingested (only "
+                f"{', '.join(videos.get('parts', ()))}); run prepare-ntu again with --video-test"
+            )
+        if modality == "flow" and not videos.get("flow"):
+            raise XmkdError(
+                f"{root} holds no optical flow: run xmkd prepare-ntu again with --flow dis "
+                "(or tvl1); the stored videos are reused"
+            )
+        self.root = Path(root)
+        keep = _keep(list(packed.names), None, packed.benchmark, None, labeled_only)
+        self.names = [str(packed.names[i]) for i in keep]
+        self.labels = np.asarray(packed.labels, dtype=np.int64)[keep]
+        self.class_names = packed.manifest.get("class_names")
+        self.modality = modality
+        self.return_name = return_name
+        self.videos = [video_path(self.root, n) for n in self.names]
+        self.flows = [flow_dir(self.root, n) for n in self.names]
+        self.frames = np.zeros(len(self.names), dtype=np.int64)
+        for i, name in enumerate(self.names):  # fail now, naming the clip, not in a worker later
+            marker = read_marker(self.root, name)
+            if marker is None or not self.videos[i].is_file():
+                raise XmkdError(
+                    f"{root}: the video of {name} is not (completely) stored; run xmkd "
+                    "prepare-ntu again with the same options to finish it"
+                )
+            if modality == "flow" and not marker.get("flow_pairs"):
+                raise XmkdError(f"{root}: {name} has no optical flow stored in {self.flows[i]}")
+            self.frames[i] = marker["flow_pairs"] if modality == "flow" else marker["frames"]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _read(self, index: int, indices: np.ndarray) -> np.ndarray:
+        import cv2
+
+        from xmkd.ntu.videos import read_frames
+        from xmkd.recordings import flow_paths
+
+        if self.modality == "rgb":
+            bgr = read_frames(self.videos[index], indices)
+            return np.ascontiguousarray(bgr[..., ::-1])  # BGR -> RGB
+        pairs = []
+        for i in indices:  # flow pair i + 1 is the flow from frame i to frame i + 1
+            px, py = flow_paths(self.flows[index], int(i) + 1)
+            x = cv2.imread(str(px), cv2.IMREAD_GRAYSCALE)
+            y = cv2.imread(str(py), cv2.IMREAD_GRAYSCALE)
+            if x is None or y is None:
+                raise FormatError(px if x is None else py, "is not a readable JPEG image")
+            pairs.append(np.stack([x, y], axis=-1))
+        return np.stack(pairs)
+
+    def load(self, index: int) -> np.ndarray:
+        """The untransformed clip: RGB frames (T, H, W, 3) or stored flow (T - 1, H, W, 2)."""
+        return self._read(index, np.arange(int(self.frames[index])))
+
+    def teacher_input(
+        self, index: int, spec: Any, train: bool = False, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
+        """``xmkd.models.tsn.teacher_input(self.load(index), ...)``, decoding only the sampled
+        frames (3-25 of a clip's ~100): the same tensor for the same ``rng``."""
+        from xmkd.models.tsn import sample_segments, snippets_input
+
+        if train and rng is None:
+            rng = np.random.default_rng()
+        idx = sample_segments(int(self.frames[index]), spec.num_segments, spec.span, train, rng)
+        return snippets_input(self._read(index, idx.reshape(-1)), spec, train, rng)
+
+    def __getitem__(self, index: int):
+        x = torch.from_numpy(self.load(index))
         item = (x, int(self.labels[index]), int(index))
         return (*item, self.names[index]) if self.return_name else item
 

@@ -404,9 +404,28 @@ def teacher_input(
         raise ValueError(f"frames must be uint8 images, got {frames.dtype}")
     if train and rng is None:
         rng = np.random.default_rng()
+    idx = sample_segments(frames.shape[0], spec.num_segments, spec.span, train, rng)
+    return snippets_input(frames[idx.reshape(-1)], spec, train, rng)
+
+
+def snippets_input(
+    snippets: np.ndarray,
+    spec: TSNInputSpec,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+) -> torch.Tensor:
+    """The second half of :func:`teacher_input`: the frames at ``sample_segments``' indices
+    (K * span of them, in that order) -> the teacher's input. A reader that decodes only those
+    frames (packed NTU videos) calls ``sample_segments`` and then this with the same ``rng``,
+    and gets what ``teacher_input`` gives for the whole clip."""
+    snippets = np.asarray(snippets)
+    want = 2 if spec.modality == "flow" else 3
+    if train and rng is None:
+        rng = np.random.default_rng()
     k, span = spec.num_segments, spec.span
-    idx = sample_segments(frames.shape[0], k, span, train, rng)
-    snippet, flipped = _spatial(frames[idx.reshape(-1)], spec, train, rng)
+    if snippets.shape[0] != k * span:
+        raise ValueError(f"expected {k * span} sampled frames (K x span), got {snippets.shape[0]}")
+    snippet, flipped = _spatial(snippets, spec, train, rng)
     x = snippet.astype(np.float32)
     if spec.modality == "flow":
         if flipped:  # mirroring reverses horizontal motion: v -> -v is 255 - q when quantised

@@ -12,6 +12,12 @@ parallel, selects bodies with :func:`xmkd.ntu.to_model_array`, and writes per pa
   protocol subjects, skipped and malformed files. Written last: a folder without it is an
   interrupted run.
 
+With videos (``prepare-ntu --rgb``, :mod:`xmkd.ntu.videos`) the same folder also holds the
+teacher's clips (``rgb/``, ``flow/``, ``ingested/``) and the manifest a ``videos`` entry; the
+``teacher_train`` and ``student_train`` parts then keep only the pairs (a sample whose video is
+missing or unreadable can neither teach nor be labeled by the teacher; it is listed under
+``no_video``), while ``train`` and ``test`` are unchanged.
+
 Samples on the official missing-skeleton list are excluded; malformed files (including values
 that are NaN or inf, unless ``allow_nonfinite``) are reported with their error and left out, and
 so are entries that are not regular files (a FIFO, a link to a device) or exceed the reader's size
@@ -74,6 +80,8 @@ class PackSummary:
     unnamed: list[str]  # files whose names are not NTU sample names
     outside: int  # files of samples outside the benchmark (e.g. NTU-120 in xsub60)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (file left out, file kept)
+    #: samples left out of teacher_train/student_train for want of a stored video (with --rgb)
+    no_video: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """A human-readable report."""
@@ -88,6 +96,11 @@ class PackSummary:
             out.append(f"ignored {name}: not named after an NTU sample (SsssCcccPpppRrrrAaaa)")
         for dropped, kept in self.duplicates:
             out.append(f"ignored {dropped}: the same sample as {kept}, which was packed")
+        if self.no_video:
+            out.append(
+                f"{len(self.no_video)} samples without a stored video left out of "
+                "teacher_train/student_train (kept in train/test)"
+            )
         out.append(f"{len(self.malformed)} malformed files left out")
         out += [f"  {error}" for _, error in self.malformed]
         return out
@@ -154,8 +167,14 @@ def pack_ntu(
     options: PackOptions = PackOptions(),
     workers: int | None = None,
     progress: bool = True,
+    pairs: set[str] | None = None,
+    videos: dict | None = None,
 ) -> PackSummary:
-    """Pack every ``.skeleton`` file under ``skeletons`` into ``out`` (see the module docs)."""
+    """Pack every ``.skeleton`` file under ``skeletons`` into ``out`` (see the module docs).
+
+    ``pairs``: the samples with a stored video; when given, ``teacher_train`` and
+    ``student_train`` keep only those. ``videos`` goes into the manifest as its ``videos`` entry.
+    """
     skeletons, out = Path(skeletons), Path(out)
     if options.selection not in SELECTIONS:
         raise XmkdError(f"unknown body selection {options.selection!r}; choose {SELECTIONS}")
@@ -171,6 +190,7 @@ def pack_ntu(
     malformed: list[tuple[str, str]] = []
     duplicates: list[tuple[str, str]] = []
     packed_from: dict[str, Path] = {}
+    no_video: list[str] = []
     for path in files:
         try:
             name = SampleName.from_path(path)
@@ -193,6 +213,11 @@ def pack_ntu(
             duplicates.append((str(path), str(packed_from[str(name)])))
             continue
         packed_from[str(name)] = path
+        if pairs is not None and str(name) not in pairs:
+            protocol = ("teacher_train", "student_train")
+            if any(p in protocol for p in parts):
+                no_video.append(str(name))
+                parts = tuple(p for p in parts if p not in protocol)
         job = (str(path), options.selection, options.max_frames, options.max_bodies)
         jobs.append((*job, options.allow_nonfinite))
         names.append(name)
@@ -237,7 +262,14 @@ def pack_ntu(
         np.save(out / f"{p}_frames.npy", np.array([r[2] for r in rows[p]], dtype=np.int64))
         (out / f"{p}_names.txt").write_text("".join(f"{r[0]}\n" for r in rows[p]))
     summary = PackSummary(
-        out, {p: len(rows[p]) for p in part_names}, skipped, malformed, unnamed, outside, duplicates
+        out,
+        {p: len(rows[p]) for p in part_names},
+        skipped,
+        malformed,
+        unnamed,
+        outside,
+        duplicates,
+        no_video,
     )
     manifest = {
         "format": FORMAT,
@@ -260,6 +292,8 @@ def pack_ntu(
     if options.benchmark.startswith("xsub"):
         manifest["teacher_subjects"] = sorted(options.split.teachers(options.benchmark))
         manifest["student_subjects"] = sorted(options.split.students(options.benchmark))
+    if videos is not None:
+        manifest["videos"] = {**videos, "no_video": no_video}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return summary
 

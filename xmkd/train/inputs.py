@@ -70,8 +70,12 @@ class TeacherClips(_EpochSeededItems):
     def __getitem__(self, index: int):
         from xmkd.models.tsn import teacher_input
 
-        frames = self.base.load(index)
-        x = teacher_input(frames, self.spec, train=self.train, rng=self._rng(index))
+        sparse = getattr(self.base, "teacher_input", None)
+        if sparse is not None:  # packed NTU videos: decode only the sampled frames
+            x = sparse(index, self.spec, train=self.train, rng=self._rng(index))
+        else:
+            frames = self.base.load(index)
+            x = teacher_input(frames, self.spec, train=self.train, rng=self._rng(index))
         return x, int(self.labels[index]), int(index)
 
 
@@ -128,12 +132,25 @@ def video_source(
     benchmark: str = "xsub60",
     labeled_only: bool = False,
     cache: bool = False,
+    packed: str | Path | None = None,
 ) -> Any:
-    """The raw videos (RGB for rgb/rgbdiff teachers, stored flow for flow) of one split."""
+    """The raw videos (RGB for rgb/rgbdiff teachers, stored flow for flow) of one split, of
+    sessions or of a packed NTU folder with ingested videos (``prepare-ntu --rgb``)."""
     from xmkd.data import VideoDataset
 
+    if packed is not None:
+        from xmkd.data import PackedVideoDataset
+
+        if sessions:
+            raise XmkdError("give the videos either as --sessions or as --packed, not both")
+        if split == "all":
+            raise XmkdError("packed NTU data is read per part: choose a split, not 'all'")
+        dataset = PackedVideoDataset(
+            packed, split, "flow" if modality == "flow" else "rgb", labeled_only=labeled_only
+        )
+        return _nonempty(dataset, split, str(packed), sessions=False)
     if not sessions:
-        raise XmkdError("the teacher reads videos: give --sessions DIR [DIR ...]")
+        raise XmkdError("the teacher reads videos: give --sessions DIR [DIR ...] or --packed DIR")
     dataset = VideoDataset(
         list(sessions),
         split=_split_arg(split),
