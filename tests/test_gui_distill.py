@@ -1,4 +1,4 @@
-"""Distill tab driving the real `xmkd distill` in a child process on packed real NTU samples:
+"""Distill tab driving the real `xmkd distill` in a child process on packed NTU samples:
 progress and curves from its JSON lines, Cancel (clean stop after a checkpoint), Resume to the
 end, then the one-click export starts `xmkd export` on the run's best checkpoint."""
 
@@ -13,12 +13,12 @@ from tests.gui_helpers import wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def packed(ntu_samples, tmp_path_factory):
-    """The 5 real NTU samples packed like `xmkd prepare-ntu` (x-sub 60 parts)."""
+def packed(generated_ntu_samples, tmp_path_factory):
+    """The 5 generated NTU samples packed like `xmkd prepare-ntu` (x-sub 60 parts)."""
     from xmkd.ntu.pack import PackOptions, pack_ntu
 
     out = tmp_path_factory.mktemp("packed")
-    pack_ntu(ntu_samples[0].parent, out, PackOptions(), workers=1, progress=False)
+    pack_ntu(generated_ntu_samples[0].parent, out, PackOptions(), workers=1, progress=False)
     return out
 
 

@@ -1,7 +1,7 @@
 """Live tab: a real (tiny) checkpoint through the engines' streaming classifier on NTU replay of
-the real samples and on the synthetic source: top-5 bars, timeline, latency and fps; and the
-window never freezes while capture, inference and a batch evaluation run (how responsive it
-stays is measured in bench/bench_gui_responsiveness.py)."""
+.skeleton files generated like the real samples and on the synthetic source: top-5 bars,
+timeline, latency and fps; and the window never freezes while capture, inference and a batch
+evaluation run (how responsive it stays is measured in bench/bench_gui_responsiveness.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def tab(qtbot):
 
 
 def test_live_on_ntu_replay_while_replay_evaluates_a_folder(
-    qtbot, ntu_samples, checkpoint, tmp_path
+    qtbot, generated_ntu_samples, checkpoint, tmp_path
 ):
     """Live predictions on NTU replay (top-5 bars, timeline, latency and fps readouts), and the
     longest event-loop stall while capture + streaming inference (Live) and a folder evaluation
@@ -51,14 +51,14 @@ def test_live_on_ntu_replay_while_replay_evaluates_a_folder(
         w.resize(1100, 700)
         w.show()
     live.picker.kind.setCurrentIndex(1)
-    live.picker.path.setText(str(ntu_samples[1]))  # two people: 2-body windows
+    live.picker.path.setText(str(generated_ntu_samples[1]))  # two people: 2-body windows
     live.model_path.setText(str(checkpoint))
     live.engine.setCurrentText("torch-cpu")
     live.stride.setValue(2)
     replay.model_path.setText(str(checkpoint))
     replay.backend.setCurrentText("torch")
-    for r in range(8):  # 40 real files: a folder evaluation that takes a while
-        for sample in ntu_samples:
+    for r in range(8):  # 40 files: a folder evaluation that takes a while
+        for sample in generated_ntu_samples:
             name = sample.name[:13] + f"{r + 100:03d}" + sample.name[16:]
             shutil.copy(sample, tmp_path / name)
     replay.set_paths([tmp_path])

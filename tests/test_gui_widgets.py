@@ -43,10 +43,10 @@ def test_singleton_refcount_guard_keeps_pyside_calls_safe():
     assert sys.getrefcount(True) > 1000 and sys.getrefcount(None) > 1000
 
 
-def test_skeleton_view_draws_bones_of_each_body(qtbot, ntu_samples):
+def test_skeleton_view_draws_bones_of_each_body(qtbot, generated_ntu_samples):
     from xmkd.ntu import read_skeleton
 
-    seq = read_skeleton(ntu_samples[1])  # two people shaking hands
+    seq = read_skeleton(generated_ntu_samples[1])  # two people
     view = SkeletonView(allow_3d=False)
     qtbot.addWidget(view)
     bodies = [seq.joints[i, :, :3] for i in range(2)]
