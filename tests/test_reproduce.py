@@ -47,3 +47,70 @@ def test_reproduce_quick_end_to_end(tmp_path, capsys):
     assert "settings changed" in shown and "[1/1] stgcn_ce" in shown
     again = json.loads((out / "runs" / "stgcn_ce_seed0" / "result.json").read_text())
     assert again["distill_config"]["epochs"] == 2
+
+
+# ------------------------------------------------------------------ NTU from the download
+def test_reproduce_ntu60_from_the_download_quick(tmp_path, capsys):
+    """ingest -> teacher -> labels -> students -> report from NTU's two folders (a small NTU-like
+    tree), each stage cached: a second run redoes none, other settings are refused."""
+    from tests.ntu_tree import build_ntu_tree
+    from xmkd.ntu.pack import PackedNTU
+    from xmkd.train.label import load_labels
+
+    torch.set_num_threads(1)
+    tree = build_ntu_tree(tmp_path / "ntu", full_hd=False)
+    out = tmp_path / "repro"
+    base = ["reproduce", "--dataset", "ntu60", "--ntu-root", str(tree.root), "--out", str(out)]
+    base += ["--quick", "--quiet", "--ingest-workers", "1"]
+    # the ingestion alone first (as before torchrun), then the rest continues from it
+    assert main([*base, "--stop-after", "ingest"]) == 0
+    assert (out / "data" / "ntu60" / "manifest.json").is_file()
+    assert not (out / "teacher").exists()
+    capsys.readouterr()
+    assert main([*base, "--only", "stgcn_full,stgcn_kl10,stgcn_ce_k2"]) == 0
+    shown = capsys.readouterr().out
+    assert "[ingest]" not in shown and "[teacher] xmkd teacher train --packed" in shown
+    report = (out / "report.md").read_text()
+    assert "## Stages" in report and f"--rgb {tree.rgb}" in report and "71.17" in report
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["runs"]) == {"stgcn_full", "stgcn_kl10", "stgcn_ce_k2"}
+    assert 0.0 <= results["teacher_student_train"] <= 1.0
+    # the teacher labelled exactly the Student-Train pairs the ingestion kept
+    students = PackedNTU(out / "data" / "ntu60", "student_train").names
+    assert sorted(load_labels(out / "labels.pt").names) == sorted(students)
+    assert set(students) <= set(tree.splits["student_train"]) and students
+    # everything cached: no stage and no run again
+    assert main([*base, "--only", "stgcn_full,stgcn_kl10,stgcn_ce_k2"]) == 0
+    shown = capsys.readouterr().out
+    assert "[ingest]" not in shown and "[teacher]" not in shown and "[labels]" not in shown
+    assert "[1/" not in shown
+    # a stage asked with other settings is refused, its outputs kept
+    teacher = (out / "teacher" / "teacher.pt").read_bytes()
+    assert main([*base, "--teacher-epochs", "2", "--only", "stgcn_full"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stages.json" in err[0] and "teacher stage" in err[0]
+    assert (out / "teacher" / "teacher.pt").read_bytes() == teacher
+
+
+def test_reproduce_ntu_refusals_are_one_sentence(tmp_path, capsys, monkeypatch):
+    from tests.ntu_tree import RGB_DIR, SKELETON_DIR
+
+    root = tmp_path / "download"
+    (root / SKELETON_DIR).mkdir(parents=True)
+    out = tmp_path / "repro"
+    base = ["reproduce", "--dataset", "ntu60", "--out", str(out), "--quiet"]
+    cases = [
+        ([*base, "--ntu-root", str(root)], f"no {RGB_DIR} folder"),
+        (base, "--ntu-root DIR"),
+        (["reproduce", "--out", str(out), "--ntu-root", str(root)], "only for --dataset ntu60"),
+    ]
+    for argv, says in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], (argv, err)
+    # under torchrun, an ingestion not done yet is refused (it would outlast the barrier)
+    (root / RGB_DIR).mkdir()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main([*base, "--ntu-root", str(root)]) == 2
+    assert "without torchrun" in capsys.readouterr().err

@@ -1,10 +1,12 @@
 """The paper's experiments (Thoker & Gall, Tables 1-5) as one protocol, and the demo pipeline.
 
-``reproduce`` runs, on the synthetic data set or on NTU RGB+D:
+``reproduce`` runs, on the synthetic data set or on NTU RGB+D (60 or 120):
 
-1. the teacher on Teacher-Train, its accuracy on Student-Train (the paper: 86%; synthetic data
-   only: NTU sessions of videos are the user's to provide, see ``xmkd teacher train``);
-2. the teacher's labels for Student-Train (``xmkd.train.label``);
+0. NTU only, from the dataset's own folders (``--ntu-root``): the ingestion, ``xmkd prepare-ntu``
+   with the skeletons and the videos, into ``<out>/data/<dataset>``;
+1. the teacher on Teacher-Train, its accuracy on Student-Train (the paper: 86%); on NTU
+   ``xmkd teacher train --packed``;
+2. the teacher's labels for Student-Train (``xmkd.train.label``; on NTU ``xmkd label --packed``);
 3. per student architecture the runs of Tables 1-5: full supervision; full supervision with
    5-25% wrong labels (Table 1); KL with tau in 1..50 (Table 2); KL tau = 10 with K = 1..4
    students with and without the mutual term, ensembles by mean and max (Table 3); CE vs KL,
@@ -14,10 +16,15 @@
 
 Each run trains on Student-Train and is evaluated once, after its last epoch, on Test (no model
 selection on the test set). Runs are cached in ``<out>/runs/<key>/result.json``: an interrupted
-reproduction continues where it stopped. ``--seeds N`` repeats every run with N seeds and reports
-mean and standard deviation (the synthetic students vary by a few points between seeds, so
-differences below ~4 points need seeds; see field facts). The numbers are reported as they come
-out, in whatever order: nothing here is tuned to match the paper.
+reproduction continues where it stopped. The NTU stages 0-2 are the README's commands, run
+through the command line's own parser (so they take the same options and checks); each is
+resumable by itself and skipped once finished, and ``<out>/stages.json`` records the command of
+each: a stage asked again with other settings is refused rather than overwritten.
+
+``--seeds N`` repeats every run with N seeds and reports mean and standard deviation (the
+synthetic students vary by a few points between seeds, so differences below ~4 points need
+seeds; see field facts). The numbers are reported as they come out, in whatever order: nothing
+here is tuned to match the paper.
 """
 
 from __future__ import annotations
@@ -65,6 +72,15 @@ PAPER: dict[str, Any] = {
         ("Cross-entropy + Mutual", 3, "hcn_ce_k3", 79.50),
     ],
 }
+
+#: NTU datasets and the x-sub benchmark whose protocol the paper follows
+NTU_DATASETS = {"ntu60": "xsub60", "ntu120": "xsub120"}
+DATASETS = ("synthetic", *NTU_DATASETS)
+#: NTU's folders in the download (as they unpack), under --ntu-root
+NTU_SKELETON_DIR = "nturgb+d_skeletons"
+NTU_RGB_DIR = "nturgb+d_rgb"
+#: the NTU stages before the students, in order (--stop-after)
+NTU_STAGES = ("ingest", "teacher", "labels")
 
 NOISE_LEVELS = (5, 10, 14, 20, 25)
 TAUS = (1, 2, 5, 10, 20, 50)
@@ -129,8 +145,17 @@ class ReproduceOptions:
     synth_preset: str = "default"
     sessions: list[str] = field(default_factory=list)
     packed: str | None = None
-    #: NTU: the teacher labels (an `xmkd label` file), since NTU videos are not packed
+    #: NTU: the teacher labels (an `xmkd label` file); without them the teacher is trained
     labels: str | None = None
+    #: NTU: the download's folder (nturgb+d_skeletons/ and nturgb+d_rgb/ in it)
+    ntu_root: str | None = None
+    #: NTU teacher: its modality and ImageNet weights (torchvision ResNet state_dict file)
+    teacher_modality: str = "rgbdiff"
+    teacher_pretrained: str | None = None
+    #: NTU ingestion worker processes (None: every core)
+    ingest_workers: int | None = None
+    #: NTU: stop after this stage ("ingest", "teacher", "labels"); None: run everything
+    stop_after: str | None = None
     quick: bool = False
     seeds: int = 1
     #: student/teacher epochs; None: the preset's (synthetic) or the paper's (ntu60)
@@ -145,7 +170,7 @@ class ReproduceOptions:
 def run_config(run: Run, options: ReproduceOptions, seed: int) -> DistillConfig:
     """The DistillConfig of one protocol run."""
     students = [run.arch] * run.k
-    preset = "paper" if options.dataset == "ntu60" else "synthetic"
+    preset = "paper" if options.dataset in NTU_DATASETS else "synthetic"
     cfg = distill_preset(preset, students)
     changes: dict[str, Any] = {
         "supervision": run.supervision,
@@ -197,8 +222,9 @@ def markdown_report(
     teacher_acc: float | None,
     options: ReproduceOptions,
     facts: dict[str, Any],
+    commands: Sequence[str] = (),
 ) -> str:
-    """Our numbers beside the paper's, table by table."""
+    """Our numbers beside the paper's, table by table (after the stages' ``commands``)."""
     ens = "ensemble_mean"
     lines = [
         "# Reproduction of Thoker & Gall, Tables 1-5",
@@ -207,12 +233,13 @@ def markdown_report(
         + (f" (preset {options.synth_preset})" if options.dataset == "synthetic" else "")
         + f"; seeds: {options.seeds}; quick: {options.quick}. "
         f"Accuracy in % on Test after the last epoch; ours = mean ± std over seeds. "
-        f"The paper's numbers are NTU RGB+D 60 cross-subject; synthetic numbers are not "
-        f"comparable in absolute terms, only in their ordering.",
+        + _comparability(options),
         "",
     ]
     for k, v in facts.items():
         lines.append(f"- {k}: {v}")
+    if commands:
+        lines += ["", "## Stages", "", "```"] + list(commands) + ["```"]
     lines += [
         "",
         "## Teacher",
@@ -278,6 +305,24 @@ def markdown_report(
     return "\n".join(lines) + "\n"
 
 
+def _comparability(options: ReproduceOptions) -> str:
+    """What the paper's column means beside ours, for the report."""
+    if options.dataset == "ntu60":
+        note = "The paper's numbers are NTU RGB+D 60 cross-subject, as ours."
+        if options.quick:
+            note += " --quick trains 1 epoch of narrow models: far below the paper by design."
+        return note
+    if options.dataset == "ntu120":
+        return (
+            "The paper's numbers are NTU RGB+D 60 cross-subject (it reports none on NTU-120); "
+            "ours are NTU-120 cross-subject: a harder task, compare the ordering."
+        )
+    return (
+        "The paper's numbers are NTU RGB+D 60 cross-subject; synthetic numbers are not "
+        "comparable in absolute terms, only in their ordering."
+    )
+
+
 # ----------------------------------------------------------------------------- the pipeline
 @dataclass
 class Pipeline:
@@ -289,6 +334,10 @@ class Pipeline:
     teacher_accuracy: float | None
     labels_path: Path | None
     facts: dict[str, Any] = field(default_factory=dict)
+    #: NTU: the packed folder the students read
+    packed: str | None = None
+    #: NTU: the command of each stage, as run or as cached ("xmkd ..."), for the report
+    commands: list[str] = field(default_factory=list)
 
 
 def prepare_synthetic(
@@ -303,7 +352,7 @@ def prepare_synthetic(
     say: Callable[[str], None] = print,
 ) -> Pipeline:
     """Generate (or reuse) synthetic sessions, train the teacher, label Student-Train."""
-    from xmkd.checkpoint import load_checkpoint, load_teacher
+    from xmkd.checkpoint import load_teacher
     from xmkd.models.tsn import TSNInputSpec
     from xmkd.train.inputs import TeacherClips, class_names_of, video_source
     from xmkd.train.label import label_dataset
@@ -333,9 +382,7 @@ def prepare_synthetic(
         cfg = dataclasses.replace(
             cfg, model_kwargs={**cfg.model_kwargs, "width": teacher_width or 0.125}
         )
-    done = teacher_ckpt.is_file() and "student_train_accuracy" in (
-        load_checkpoint(teacher_ckpt, kind="teacher").get("extra") or {}
-    )
+    done = _teacher_finished(teacher_ckpt)
     raw_train = video_source(sessions, cfg.modality, "teacher_train")
     class_names = class_names_of(raw_train)
     if not done:
@@ -383,6 +430,196 @@ def prepare_synthetic(
             f"({time.perf_counter() - t0:.0f} s)"
         )
     return Pipeline(out, list(sessions), meta.class_names, accuracy, labels_path, facts)
+
+
+def _teacher_finished(ckpt: Path) -> bool:
+    """The teacher checkpoint exists and its training reached the end (the trainer writes the
+    Student-Train accuracy after the last epoch)."""
+    from xmkd.checkpoint import load_checkpoint
+
+    return ckpt.is_file() and "student_train_accuracy" in (
+        load_checkpoint(ckpt, kind="teacher").get("extra") or {}
+    )
+
+
+def ntu_folders(root: str | Path) -> tuple[Path, Path]:
+    """The skeleton and video folders of an NTU download (``nturgb+d_skeletons``,
+    ``nturgb+d_rgb``) under ``root``; a missing one is one sentence."""
+    root = Path(root)
+    skeletons, rgb = root / NTU_SKELETON_DIR, root / NTU_RGB_DIR
+    missing = [p.name for p in (skeletons, rgb) if not p.is_dir()]
+    if missing:
+        raise XmkdError(
+            f"--ntu-root {root}: has no {' and no '.join(missing)} folder; unpack NTU's "
+            f"skeleton and RGB archives there (they create {NTU_SKELETON_DIR}/ and {NTU_RGB_DIR}/)"
+        )
+    return skeletons, rgb
+
+
+def _distributed() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+class _Stages:
+    """The NTU stages' commands, recorded in ``<out>/stages.json``: a stage started with one
+    command line and asked again with another is refused (its outputs were made by the first)."""
+
+    def __init__(self, out: Path, say: Callable[[str], None]):
+        self.path = out / "stages.json"
+        self.say = say
+        try:
+            self.recorded: dict[str, list[str]] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            self.recorded = {}
+        except (OSError, ValueError) as exc:
+            raise XmkdError(f"{self.path}: unreadable ({exc}); move it away to start over") from exc
+        self.commands: list[str] = []
+        self.facts: dict[str, str] = {}
+
+    def run(self, name: str, argv: list[str], done: Callable[[], bool], compare: int) -> None:
+        """Run ``xmkd argv`` unless ``done()``; the first ``compare`` arguments must match the
+        recorded command of the stage (the rest, such as --resume or --quiet, may change)."""
+        from xmkd.recordings import atomic_write_text
+
+        shown = "xmkd " + " ".join(argv)
+        self.commands.append(shown)
+        before = self.recorded.get(name)
+        if before is not None and before[:compare] != argv[:compare]:
+            raise XmkdError(
+                f"{self.path}: the {name} stage was started as `xmkd {' '.join(before)}`, now "
+                f"asked as `{shown}`; use another --out, or the same settings"
+            )
+        if done():
+            self.facts[f"{name} stage"] = "cached"
+            return
+        self.say(f"[{name}] {shown}")
+        if before is None and _is_main():
+            self.recorded[name] = argv
+            atomic_write_text(self.path, json.dumps(self.recorded, indent=1) + "\n")
+        t0 = time.perf_counter()
+        _run_xmkd(argv)
+        self.facts[f"{name} stage"] = f"{time.perf_counter() - t0:.0f} s"
+
+
+def _run_xmkd(argv: list[str]) -> None:
+    """Run one ``xmkd`` command line in this process, through the CLI's own parser and checks."""
+    from xmkd.cli import build_parser
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the refused option in one line
+        raise XmkdError(f"`xmkd {' '.join(argv)}` was refused (exit code {exc.code})") from None
+    code = int(args.func(args) or 0)
+    if code:
+        raise XmkdError(f"`xmkd {' '.join(argv)}` failed with exit code {code}")
+
+
+def prepare_ntu(
+    options: ReproduceOptions, console: bool = True, say: Callable[[str], None] = print
+) -> Pipeline:
+    """NTU's stages before the students: ingest (from ``options.ntu_root``), teacher, labels;
+    each skipped when finished. Returns the pipeline the students run on."""
+    from xmkd.ntu.pack import MANIFEST
+    from xmkd.train.label import load_labels
+
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    benchmark = NTU_DATASETS[options.dataset]
+    stages = _Stages(out, say)
+    quiet = [] if console else ["--quiet"]
+    device = ["--device", options.device]
+    packed = Path(options.packed) if options.packed else out / "data" / options.dataset
+    if options.ntu_root:
+        if options.packed:
+            raise XmkdError("give --ntu-root (reproduce ingests it) or --packed, not both")
+        skeletons, rgb = ntu_folders(options.ntu_root)
+        argv = ["prepare-ntu", "--skeletons", str(skeletons), "--rgb", str(rgb)]
+        argv += ["--benchmark", benchmark, "--out", str(packed)]
+        if options.teacher_modality == "flow":  # DIS: the CPU default (TV-L1 is ~1 frame/s)
+            argv += ["--flow", "dis"]
+        if options.quick:  # the CPU-sized teacher reads 64-pixel crops
+            argv += ["--short-side", "64"]
+        settings = len(argv)
+        if options.ingest_workers:
+            argv += ["--workers", str(options.ingest_workers)]
+        if not console:
+            argv += ["--no-progress"]
+
+        def ingested() -> bool:
+            return (packed / MANIFEST).is_file()
+
+        if _distributed() and not ingested():
+            # hours of decoding on rank 0 would outlast the other ranks' wait at a barrier
+            raise XmkdError(
+                "the ingestion runs on CPU cores, once: run it first without torchrun "
+                "(xmkd reproduce ... --stop-after ingest), then start torchrun"
+            )
+        stages.run("ingest", argv, ingested, settings)
+    elif not options.packed:
+        raise XmkdError(
+            f"{options.dataset} needs the dataset: --ntu-root DIR (the download, with "
+            f"{NTU_SKELETON_DIR}/ and {NTU_RGB_DIR}/) or --packed DIR (xmkd prepare-ntu)"
+        )
+    if options.stop_after == "ingest":
+        return Pipeline(out, [], [], None, None, stages.facts, str(packed), stages.commands)
+    if options.labels:
+        labels_path = Path(options.labels)
+    else:
+        teacher_dir = out / "teacher"
+        ckpt = teacher_dir / "teacher.pt"
+        argv = ["teacher", "train", "--packed", str(packed), "--out", str(teacher_dir)]
+        argv += ["--benchmark", benchmark, "--modality", options.teacher_modality]
+        if options.quick:  # CPU-sized: what the tests run on the small NTU-like tree
+            argv += ["--preset", "synthetic", "--epochs", str(options.teacher_epochs or 1)]
+            argv += ["--width", str(options.teacher_width or 0.125)]
+        else:
+            argv += ["--preset", "paper"]
+            if options.teacher_epochs:
+                argv += ["--epochs", str(options.teacher_epochs)]
+            if options.teacher_width:
+                argv += ["--width", str(options.teacher_width)]
+        if options.teacher_pretrained:
+            argv += ["--pretrained", str(options.teacher_pretrained)]
+        settings = len(argv)
+        argv += device + quiet + (["--resume"] if ckpt.is_file() else [])
+        stages.run("teacher", argv, lambda: _teacher_finished(ckpt), settings)
+        if options.stop_after == "teacher":
+            return Pipeline(out, [], [], None, None, stages.facts, str(packed), stages.commands)
+        labels_path = out / "labels.pt"
+        argv = ["label", "--teacher", str(ckpt), "--packed", str(packed)]
+        argv += ["--benchmark", benchmark, "--out", str(labels_path)]
+        settings = len(argv)
+
+        def labeled() -> bool:  # every Student-Train sample (a partial cache is completed)
+            from xmkd.ntu.pack import PackedNTU
+
+            if not labels_path.is_file():
+                return False
+            return set(PackedNTU(packed, "student_train").names) <= set(
+                load_labels(labels_path).names
+            )
+
+        stages.run("labels", argv + device + quiet, labeled, settings)
+    labels = load_labels(labels_path)
+    facts = dict(stages.facts)
+    return Pipeline(
+        out,
+        [],
+        labels.class_names,
+        labels.accuracy(),
+        labels_path,
+        facts,
+        str(packed),
+        stages.commands,
+    )
 
 
 def _cpu_workers() -> int:
@@ -471,8 +708,9 @@ def _cached_result(path: Path, cfg: DistillConfig) -> dict[str, Any] | None:
 
 def reproduce(
     options: ReproduceOptions, console: bool = True, say: Callable[[str], None] = print
-) -> Path:
-    """Run the protocol; returns the path of the Markdown report."""
+) -> Path | None:
+    """Run the protocol; returns the path of the Markdown report (None when ``stop_after``
+    ended it before the students)."""
     t_start = time.perf_counter()
     out = Path(options.out)
     if options.dataset == "synthetic":
@@ -487,21 +725,13 @@ def reproduce(
             console,
             say,
         )
-    elif options.dataset == "ntu60":
-        if not options.packed:
-            raise XmkdError("ntu60 needs the packed skeletons: --packed DIR (xmkd prepare-ntu)")
-        if not options.labels:
-            raise XmkdError(
-                "ntu60 needs the teacher's labels of Student-Train: train the teacher on the NTU "
-                "videos (xmkd teacher train) and pass `xmkd label`'s output with --labels"
-            )
-        from xmkd.train.label import load_labels
-
-        labels = load_labels(options.labels)
-        acc = labels.accuracy()
-        pipeline = Pipeline(out, [], labels.class_names, acc, Path(options.labels))
+    elif options.dataset in NTU_DATASETS:
+        pipeline = prepare_ntu(options, console, say)
+        if options.stop_after in NTU_STAGES:
+            say(f"stopped after the {options.stop_after} stage, as asked (--stop-after)")
+            return None
     else:
-        raise XmkdError(f"unknown dataset {options.dataset!r}; choose synthetic or ntu60")
+        raise XmkdError(f"unknown dataset {options.dataset!r}; choose {', '.join(DATASETS)}")
     runs = protocol_runs(options.quick)
     if options.only:
         runs = [r for r in runs if r.key in options.only]
@@ -518,14 +748,17 @@ def reproduce(
             if path.is_file():
                 say(f"{run.key} (seed {seed}): settings changed since its cached result")
             say(f"[{n}/{len(runs)}] {run.key} (seed {seed}) ...")
-            res = run_students(pipeline, run, cfg, options.packed, console, cache)
-            path.write_text(json.dumps(res, indent=1))
+            res = run_students(pipeline, run, cfg, pipeline.packed, console, cache)
+            if _is_main():
+                path.write_text(json.dumps(res, indent=1))
             results.setdefault(run.key, []).append(res)
             shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in res["test"].items())
             say(f"    {shown} ({res['seconds']:.0f} s)")
     facts = dict(pipeline.facts)
     facts["total time"] = f"{time.perf_counter() - t_start:.0f} s"
-    report = markdown_report(results, pipeline.teacher_accuracy, options, facts)
+    report = markdown_report(results, pipeline.teacher_accuracy, options, facts, pipeline.commands)
+    if not _is_main():  # under torchrun: rank 0 writes the report
+        return None
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(
         json.dumps({"teacher_student_train": pipeline.teacher_accuracy, "runs": results}, indent=1)
