@@ -484,9 +484,18 @@ class _Stages:
         self.commands: list[str] = []
         self.facts: dict[str, str] = {}
 
-    def run(self, name: str, argv: list[str], done: Callable[[], bool], compare: int) -> None:
+    def run(
+        self,
+        name: str,
+        argv: list[str],
+        done: Callable[[], bool],
+        compare: int,
+        main_only: bool = False,
+    ) -> None:
         """Run ``xmkd argv`` unless ``done()``; the first ``compare`` arguments must match the
-        recorded command of the stage (the rest, such as --resume or --quiet, may change)."""
+        recorded command of the stage (the rest, such as --resume or --quiet, may change).
+        ``main_only``: under torchrun rank 0 runs it while the others wait (a command that is
+        not distributed itself, such as ``xmkd label``, would otherwise run once per rank)."""
         from xmkd.recordings import atomic_write_text
 
         shown = "xmkd " + " ".join(argv)
@@ -505,7 +514,15 @@ class _Stages:
             self.recorded[name] = argv
             atomic_write_text(self.path, json.dumps(self.recorded, indent=1) + "\n")
         t0 = time.perf_counter()
-        _run_xmkd(argv)
+        if main_only and _distributed():
+            from xmkd.train import ddp
+
+            ctx = ddp.init_distributed(argv[argv.index("--device") + 1])
+            if ctx.is_main:
+                _run_xmkd(argv)
+            ddp.barrier(ctx)
+        else:
+            _run_xmkd(argv)
         self.facts[f"{name} stage"] = f"{time.perf_counter() - t0:.0f} s"
 
 
@@ -607,7 +624,7 @@ def prepare_ntu(
                 load_labels(labels_path).names
             )
 
-        stages.run("labels", argv + device + quiet, labeled, settings)
+        stages.run("labels", argv + device + quiet, labeled, settings, main_only=True)
     labels = load_labels(labels_path)
     facts = dict(stages.facts)
     return Pipeline(
