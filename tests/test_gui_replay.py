@@ -151,3 +151,84 @@ def test_missing_model_file_is_one_sentence(qtbot, tab, tmp_path):
     tab.load_model()
     wait_until(qtbot, lambda: "no such model file" in tab.message.text(), 10, "error shown")
     assert tab.predictor is None and tab.model_status.text() == "no model"
+
+
+def test_folder_evaluation_of_a_session_scores_the_test_split_like_xmkd_eval(
+    qtbot, tab, tiny_session, tmp_path
+):
+    """A session's students trained on its other splits: the tab scores the clips `xmkd eval`
+    scores (and says so), agreeing with it; every file stays a choice, named as such."""
+    import json
+
+    import torch
+
+    from xmkd.checkpoint import make_checkpoint, save_checkpoint
+    from xmkd.cli import main
+    from xmkd.data import SkeletonDataset
+    from xmkd.models import build_student
+    from xmkd.preprocess import default_input_spec
+    from xmkd.recordings import Session
+
+    names = Session.open(tiny_session).class_names
+    torch.manual_seed(0)
+    students = [
+        ("stgcn", {"width": 0.125}, build_student("stgcn", len(names), width=0.125))
+        for _ in range(2)
+    ]
+    for _, _, model in students:  # He init: outputs that depend on the input
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight)
+    spec = default_input_spec("stgcn", window=32, fit="resize")
+    checkpoint = tmp_path / "students.pt"
+    save_checkpoint(checkpoint, make_checkpoint("students", students, names, spec))
+
+    tab.set_paths([tiny_session])
+    assert tab.files.count() == 72
+    assert tab.eval_scope.currentData() == "test"  # a session: what xmkd eval scores
+    tab.model_path.setText(str(checkpoint))
+    tab.backend.setCurrentText("torch")
+    tab.load_model()
+    wait_until(qtbot, lambda: tab.predictor is not None, 30, "model loaded")
+    tab.evaluate_folder()
+    wait_until(qtbot, lambda: tab.eval_result is not None, 60, "folder evaluated")
+    result = tab.eval_result
+    test_names = SkeletonDataset(tiny_session, split="test", labeled_only=True).names
+    assert sorted(result["scored"]) == sorted(f"{n}.skeleton" for n in test_names)
+    assert result["count"] == len(test_names) == 24
+    assert "Test split: 24 of 72 labelled files (48 of other splits not scored)" in (
+        tab.accuracy.text()
+    )
+    assert main(["eval", str(checkpoint), "--sessions", str(tiny_session), "--quiet",
+                 "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    offline = metrics["ensembles"]["mean"]
+    assert offline["count"] == result["count"]
+    assert round(offline["top1"] * offline["count"]) == result["correct"]
+
+    tab.eval_result = None
+    tab.eval_scope.setCurrentIndex(tab.eval_scope.findData("all"))
+    tab.evaluate_folder()
+    wait_until(qtbot, lambda: tab.eval_result is not None, 60, "every file evaluated")
+    assert tab.eval_result["count"] == 72
+    text = tab.accuracy.text()
+    assert "every labelled file: 72 (24 Teacher-Train, 24 Student-Train, 24 Test)" in text
+    assert "training clips" in text
+    assert "S001C001P001R001A001.skeleton" in tab.accuracy.toolTip()
+
+
+def test_a_plain_folder_is_scored_whole_and_a_split_without_files_is_one_sentence(
+    qtbot, tab, generated_ntu_samples, checkpoint
+):
+    tab.set_paths([generated_ntu_samples[0].parent])  # not a session: every file by default
+    assert tab.eval_scope.currentData() == "all"
+    tab.model_path.setText(str(checkpoint))
+    tab.backend.setCurrentText("torch")
+    tab.load_model()
+    wait_until(qtbot, lambda: tab.predictor is not None, 30, "model loaded")
+    tab.eval_scope.setCurrentIndex(tab.eval_scope.findData("student_train"))
+    tab.evaluate_folder()  # P001, P008, P003, P015: no Student-Train subject
+    assert tab.message.text() == (
+        "none of the 5 labelled files is in the Student-Train split; choose other clips to score"
+    )
+    assert tab.eval_result is None and tab.eval_button.isEnabled()
