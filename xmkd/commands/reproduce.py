@@ -161,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=A.keep_text(A.name_list(run_keys, "run keys")),
         default=None,
         metavar="KEYS",
-        help="comma-separated run keys (e.g. stgcn_ce,stgcn_ce_k2)",
+        help="comma-separated run keys, among: " + ", ".join(run_keys()),
     )
     p.add_argument("--device", type=A.device_name, default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
