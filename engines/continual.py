@@ -26,6 +26,7 @@ step of four frames is one static graph in which the strided blocks simply get f
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -133,6 +134,79 @@ def continual_ensemble(source: Any, window: int | None = None) -> ContinualEnsem
     persons = int(source.spec.num_persons)
     students = [ContinualSTGCN(s.eval(), window, persons).eval() for s in source.students]
     return ContinualEnsemble(students, source.rule).eval()
+
+
+def continual_reason(source: Any) -> str | None:
+    """None when the model of ``source`` (a ``ModelSource``) can run continually, else why not
+    (one sentence, for ``auto``'s line and ``--continual``'s error)."""
+    if not source.students:
+        return (
+            f"{Path(str(source.onnx_path)).name} is an exported window model; continual "
+            "inference needs the students checkpoint"
+        )
+    for student in source.students:
+        arch = "stgcn" if isinstance(student, STGCN) else type(student).__name__.lower()
+        reason = supports_continual(arch, source.spec)
+        if reason is not None:
+            return reason
+    return None
+
+
+def open_continual(
+    engine: str, source: Any, threads: int | None = None, progress: Any = None
+) -> ContinualStepper:
+    """A :class:`ContinualStepper` of ``source``'s students on ``engine`` (a name of
+    ``engines.choices.BACKEND_CHOICES``: ``auto`` and the families resolve as for the window
+    backends, :func:`engines.backends.resolve_backend`). ONNX Runtime and TensorRT run the step
+    exported once and cached under ``$XMKD_CACHE/continual`` (keyed by the weights, window and
+    rule); ``progress`` is told about an export. One sentence when the model cannot run
+    continually or the engine is not available."""
+    from engines.backends import _weights_digest, resolve_backend
+
+    reason = continual_reason(source)
+    if reason is not None:
+        raise XmkdError(f"this model cannot run continually: {reason}")
+    target = resolve_backend(engine, source)
+    ensemble = continual_ensemble(source)
+    onnx_path = None
+    if not target.startswith("torch"):
+        from engines.tensorrt import cache_dir
+
+        key = hashlib.sha256(
+            f"{_weights_digest(source.students)}|{source.window}|{source.rule}|"
+            f"{source.spec.num_persons}".encode()
+        ).hexdigest()[:24]
+        onnx_path = cache_dir() / "continual" / f"step-{key}.onnx"
+        if not _cached_step_ok(onnx_path, key):
+            say = progress or (lambda text: None)
+            say(f"exporting the continual step to ONNX for {target} (once; cached at {onnx_path})")
+            export_continual(
+                ensemble,
+                onnx_path,
+                metadata={
+                    "class_names": list(source.class_names),
+                    "input_spec": source.spec.to_dict(),
+                    "cache_key": key,
+                },
+            )
+    stepper = ContinualStepper.open(target, ensemble, onnx_path=onnx_path, threads=threads)
+    stepper.source = source
+    return stepper
+
+
+def _cached_step_ok(path: Path, key: str) -> bool:
+    """A cached step export may be reused: readable, made from these weights, parity passed."""
+    from engines.export import read_metadata
+
+    if not path.is_file():
+        return False
+    try:
+        info = read_metadata(path)
+        parity = info["parity"]
+        worst = max(float(parity["probs_max_abs_diff"]), float(parity["state_max_abs_diff"]))
+    except Exception:  # anything unreadable is exported again
+        return False
+    return info.get("cache_key") == key and math.isfinite(worst) and worst <= parity["tolerance"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +385,11 @@ class ContinualStepper:
         self.exact = exact
         self._times: deque[float] = deque(maxlen=1000)
         self._lock = threading.Lock()
+        #: the engines.backends.ModelSource this stepper runs (set by :func:`open_continual`):
+        #: the streaming classifier takes class names, input spec and stream metadata from it
+        self.source: Any = None
+        #: one line: which engine and why (the ``auto`` choice), for the user
+        self.selection = ""
 
     @classmethod
     def open(
@@ -372,8 +451,16 @@ class ContinualStepper:
             return StepState([t.to(self._device) for t in state])
         return StepState([t.numpy() for t in state])
 
+    @property
+    def window(self) -> int:
+        """Frames of the regular model's window (the pooled mean covers its columns)."""
+        return int(self.ensemble.students[0].window)
+
     def push(self, state: StepState, frame: np.ndarray) -> np.ndarray | None:
         """Add one frame (3, V, M) to ``state``; probabilities (classes,) or None."""
+        return self._push(state, frame, record=True)
+
+    def _push(self, state: StepState, frame: np.ndarray, record: bool) -> np.ndarray | None:
         state.pending.append(np.asarray(frame, dtype=np.float32))
         state.frames += 1
         if len(state.pending) < self.ensemble.chunk:
@@ -387,12 +474,58 @@ class ContinualStepper:
                 with torch.inference_mode():
                     probs = self.ensemble.flush(state.tensors, None)
                 ready = 1.0
-        self._times.append(time.perf_counter() - start)
+        if record:
+            self._times.append(time.perf_counter() - start)
         if ready <= 0:
             return None
         if isinstance(probs, torch.Tensor):
             probs = probs.float().cpu().numpy()
         return np.asarray(probs, dtype=np.float32)[0]
+
+    @staticmethod
+    def copy(state: StepState) -> StepState:
+        """An independent copy of ``state`` (a step never writes into its input tensors, so
+        the tensors are shared, not copied)."""
+        return StepState(list(state.tensors), list(state.pending), state.frames)
+
+    def window_probs(self, state: StepState) -> np.ndarray | None:
+        """The equal variant for a padded window: the probabilities of the regular model on
+        the window ``xmkd.preprocess.prepare_window`` makes of the frames since the reset (at
+        the start, zero frames after them up to the window), to float32 rounding; None before
+        any frame or after more than a window of frames. ``state`` is not changed.
+
+        The zero frames are stepped into a copy of the state (a zero frame is what a "pad"
+        window holds after its clip), then :meth:`ContinualSTGCN.flush` gives the regular
+        model on exactly ``window`` frames. It costs (window - frames) / 4 steps plus a flush:
+        little for a short window, about a full-window recompute for a reference window
+        holding a short clip; the live path uses it only where a source marks a clip's end.
+        """
+        if not 0 < state.frames <= self.window:
+            return None
+        padded = self.copy(state)
+        zero = np.zeros_like(padded.pending[0] if padded.pending else self._frame_zeros())
+        for _ in range(self.window - padded.frames):
+            self._push(padded, zero, record=False)
+        return self.flush_probs(padded)
+
+    def flush_probs(self, state: StepState) -> np.ndarray:
+        """:meth:`ContinualSTGCN.flush` of ``state`` (the regular model on the frames since the
+        reset, without padding after them), on torch whatever the step's engine."""
+        device = next(self.ensemble.parameters()).device
+        tensors = [torch.as_tensor(t).to(device) for t in state.tensors]
+        pending = None
+        if state.pending:
+            stacked = np.ascontiguousarray(np.stack(state.pending, axis=1)[None])
+            pending = torch.from_numpy(stacked).to(device)
+        with self._lock, torch.inference_mode():
+            probs = self.ensemble.flush(tensors, pending)
+        return probs.float().cpu().numpy()[0]
+
+    def _frame_zeros(self) -> np.ndarray:
+        student = self.ensemble.students[0]
+        return np.zeros(
+            (student.in_channels, int(student.A.shape[-1]), self.ensemble.persons), np.float32
+        )
 
     def latency(self) -> LatencyStats:
         """Latency of the steps (a step every ``chunk`` frames)."""

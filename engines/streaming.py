@@ -305,6 +305,148 @@ def model_truth(frame: Any, class_names: Sequence[str]) -> str | None:
     return None
 
 
+def frame_column(body: Any, spec: Any, selection: str, max_bodies: int) -> np.ndarray:
+    """The window column (3, 25, M) of one body in one frame, as the regular window holds it
+    when that body fills slot 0: the same offline path (``prepare_clip``) on a one-frame clip
+    with a one-frame window. For "pad" windows centred per frame (or not at all) a frame's
+    column depends on that frame alone, so it equals the window's column at that frame."""
+    from capture.source import bodies_to_sequence
+    from engines.backends import prepare_clip
+
+    one = spec.replace(window=1)
+    return prepare_clip(bodies_to_sequence([[body]]), one, selection, max_bodies)[:, 0]
+
+
+@dataclass
+class _BodyStream:
+    state: Any  # engines.continual.StepState
+    at_window: Any = None  # a copy of the state when it held exactly a window of frames
+
+
+class ContinualTracker:
+    """Continual inference on a stream: one continual state per tracked body.
+
+    Every frame, each tracked body's window column (:func:`frame_column`; zeros in a frame
+    where the body is absent, as in the regular window) is pushed into its own state. A body
+    gets a fresh state when it appears (a new tracking id, also one that replaces a lost body)
+    and loses it when it is lost (its last frame left the ring of the last ``history`` frames,
+    as :class:`BodyBuffers` forgets it); a source's clip boundary (a frame of another ``clip``)
+    resets every state, and a body that appears within a clip starts with zero frames for the
+    clip's earlier frames (the regular window has zeros there).
+
+    Which body is classified: the one the regular window puts in slot 0 (``xmkd.ntu``'s body
+    selection over the ring, restarted at each clip), whose state holds that body alone. With
+    one person per window (``num_persons`` 1) that is exactly the regular window's content;
+    with two, a second chosen body is not paired in (each body is classified on its own).
+
+    What is predicted (``feed`` -> (probabilities, exact) or None):
+
+    * at each completed step (every 4th frame of the body's state): the fast step's
+      prediction (``ContinualSTGCN.forward``: the regular model without temporal padding on
+      the last ``window`` frames, ``delay`` frames behind; nothing until the first column).
+    * at a frame that ends a source's clip: the equal variant
+      (``ContinualStepper.window_probs``): the regular model on the window ``prepare_window``
+      makes of the clip (zero padded; the clip's first ``window`` frames when it is longer),
+      which is what offline evaluation of the clip computes.
+    """
+
+    def __init__(self, stepper: Any, spec: Any, plan: WindowPlan, at_clip_end: bool = True):
+        self.stepper = stepper
+        self.spec = spec
+        self.plan = plan
+        self.at_clip_end = at_clip_end
+        self.ring = BodyBuffers(plan.history)
+        self.bodies: dict[int, _BodyStream] = {}
+        self.clip: int | None = None
+        self.clip_frames = 0  # frames since the last reset
+        self.resets = 0
+
+    @property
+    def window(self) -> int:
+        return int(self.stepper.window)
+
+    def reset(self) -> None:
+        """Forget every state and the ring (a new source, a clip boundary)."""
+        self.ring.clear()
+        self.bodies.clear()
+        self.clip = None
+        self.clip_frames = 0
+        self.resets += 1
+
+    def _new_stream(self, zeros: np.ndarray) -> _BodyStream:
+        stream = _BodyStream(self.stepper.start())
+        if self.clip is not None:  # the clip's frames before this body appeared
+            for _ in range(self.clip_frames - 1):
+                self._push(stream, zeros, record=False)
+        return stream
+
+    def _push(self, stream: _BodyStream, column: np.ndarray, record: bool = True) -> Any:
+        probs = self.stepper._push(stream.state, column, record)
+        if stream.state.frames == self.window:
+            stream.at_window = self.stepper.copy(stream.state)
+        return probs
+
+    def feed(self, frame: Any) -> tuple[np.ndarray, bool, int, int] | None:
+        """Push one frame into every tracked body's state; (probabilities, exact, body id,
+        frames in its state) when this frame gives a prediction, else None."""
+        clip = getattr(frame, "clip", None)
+        if clip is not None and clip != self.clip:
+            self.reset()
+            self.clip = clip
+        self.ring.push(frame, 0)
+        self.clip_frames += 1
+        for body_id in [b for b in self.bodies if b not in self.ring.bodies]:
+            del self.bodies[body_id]  # lost: its state goes with it
+        present: dict[int, Any] = {}
+        for body in frame.bodies:
+            present.setdefault(body.id, body)  # a body listed twice keeps its first listing
+        stream_info = self.plan
+        zeros = np.zeros((3, 25, self.spec.num_persons), dtype=np.float32)
+        completed: dict[int, np.ndarray] = {}
+        for body_id in self.ring.bodies:
+            stream = self.bodies.get(body_id)
+            if stream is None:
+                stream = self.bodies[body_id] = self._new_stream(zeros)
+            body = present.get(body_id)
+            column = (
+                zeros
+                if body is None
+                else frame_column(body, self.spec, stream_info.selection, stream_info.max_bodies)
+            )
+            probs = self._push(stream, column)
+            if probs is not None:
+                completed[body_id] = probs
+        clip_end = self.at_clip_end and bool(getattr(frame, "clip_end", False))
+        if not completed and not clip_end:
+            return None
+        primary = self.primary()
+        if primary is None:
+            return None
+        stream = self.bodies[primary]
+        if clip_end:
+            exact = stream.state if stream.state.frames <= self.window else stream.at_window
+            probs = self.stepper.window_probs(exact)
+            if probs is not None:
+                return probs, True, primary, min(stream.state.frames, self.window)
+        if primary in completed:
+            return completed[primary], False, primary, stream.state.frames
+        return None
+
+    def primary(self) -> int | None:
+        """The body the regular window puts in slot 0 (``xmkd.ntu.select_bodies`` over the
+        ring), or None without bodies."""
+        if len(self.ring.bodies) <= 1:
+            return next(iter(self.ring.bodies), None)
+        from capture.source import bodies_to_sequence
+        from xmkd.ntu import select_bodies
+
+        per_frame, _, _ = self.ring.snapshot()
+        seq = bodies_to_sequence(per_frame)
+        slots = select_bodies(seq, self.plan.max_bodies, self.plan.selection)
+        first = np.asarray(seq.body_ids)[slots == 0]
+        return int(first[0]) if first.size else None
+
+
 class StreamingClassifier:
     """Classifies the live stream with a loaded backend (see :mod:`engines.backends`).
 
@@ -333,6 +475,16 @@ class StreamingClassifier:
         self.stream = source.stream_info if source is not None else _legacy_stream()
         self.plan = plan_window(self.config, self.stream, self.spec)
         self.buffers = BodyBuffers(self.plan.history)
+        #: continual mode: the backend is an engines.continual.ContinualStepper
+        self.continual = hasattr(backend, "window_probs")
+        self.tracker: ContinualTracker | None = None
+        if self.continual:
+            self.tracker = ContinualTracker(backend, self.spec, self.plan, self.config.at_clip_end)
+        self._frames: deque[tuple[Any, int]] = deque()
+        #: frames the continual worker had not taken when the backlog overflowed (dropped, the
+        #: states reset: a state cannot skip frames)
+        self.dropped_frames = 0
+        self._reset_tracker = False
         self.smoother = Smoother(
             self.config.smoothing, self.config.ema_alpha, self.config.mean_count
         )
@@ -380,6 +532,10 @@ class StreamingClassifier:
             self.config = dataclasses.replace(self.config, source_fps=float(fps))
             self.plan = plan_window(self.config, self.stream, self.spec)
             self.buffers = BodyBuffers(self.plan.history)
+            if self.continual:
+                self.tracker = ContinualTracker(
+                    self.backend, self.spec, self.plan, self.config.at_clip_end
+                )
             self.reset()
 
     def describe(self) -> str:
@@ -388,6 +544,17 @@ class StreamingClassifier:
         smoothing = {"none": "none", "ema": f"ema (alpha {c.ema_alpha:g})"}.get(
             c.smoothing, f"mean of {c.mean_count}"
         )
+        if self.continual:
+            chunk = self.backend.ensemble.chunk
+            delay = self.backend.ensemble.students[0].delay
+            return (
+                f"{self.plan.describe(self.spec)}\n"
+                f"continual on {self.backend.name}: one state per tracked body, a prediction "
+                f"every {chunk} frames (the model without temporal padding on the last "
+                f"{self.spec.window} frames, {delay} frames behind)"
+                f"{'; at each clip end the regular model on the clip' if c.at_clip_end else ''}"
+                f"; smoothing {smoothing}"
+            )
         return (
             f"{self.plan.describe(self.spec)}\n"
             f"classifying every {c.every} frames"
@@ -398,6 +565,9 @@ class StreamingClassifier:
         """Forget buffered frames and the smoothing state (e.g. when the source changes)."""
         with self._cond:
             self._pending = None
+            self._frames.clear()
+            if self.tracker is not None:
+                self.tracker.reset()
         self.buffers.clear()
         self.smoother.reset()
         self.frames_seen = 0
@@ -411,6 +581,8 @@ class StreamingClassifier:
         self.buffers.push(frame, arrival)
         self.frames_seen += 1
         self.frames_with_bodies += bool(frame.bodies)
+        if self.continual:
+            return self._push_continual(frame, arrival, wait)
         clip_end = bool(getattr(frame, "clip_end", False))
         due = self.frames_seen % self.config.every == 0 or (clip_end and self.config.at_clip_end)
         if not due or len(self.buffers) < self.config.min_frames or not self.buffers.bodies:
@@ -427,11 +599,26 @@ class StreamingClassifier:
             self.flush()
         return True
 
+    def _push_continual(self, frame: Any, arrival: int, wait: bool) -> bool:
+        """Continual mode: every frame goes to the worker (a state cannot skip one); a backlog
+        beyond ``history`` frames (the worker cannot keep up) is dropped and the states reset."""
+        with self._cond:
+            if len(self._frames) >= max(self.plan.history, 4 * self.spec.window):
+                self.dropped_frames += len(self._frames)
+                self._frames.clear()
+                self._reset_tracker = True
+            self._frames.append((frame, arrival))
+            self.requests += 1
+            self._cond.notify()
+        if wait:
+            self.flush()
+        return True
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until the worker has handled every request; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending is not None or self._busy:
+            while self._pending is not None or self._busy or self._frames:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -439,9 +626,12 @@ class StreamingClassifier:
         return True
 
     def classify_now(self) -> Prediction | None:
-        """Classify the current buffers synchronously in the calling thread (and emit)."""
+        """Classify the current buffers synchronously in the calling thread (and emit); in
+        continual mode, the equal variant of the classified body's state."""
         if not self.buffers.bodies:
             return None
+        if self.tracker is not None:
+            return self._classify_state_now()
         return self._handle(_Job(*self.buffers.snapshot()))
 
     # ---------------------------------------------------------------- worker side
@@ -460,6 +650,51 @@ class StreamingClassifier:
             raw = self.backend.classify(window[None])[0]
             smoothed = self.smoother(raw)
         inference = time.perf_counter() - start
+        return self._predict(job, raw, smoothed, inference, len(job.frames_bodies))
+
+    def _classify_state_now(self) -> Prediction | None:
+        tracker = self.tracker
+        assert tracker is not None
+        self.flush()
+        start = time.perf_counter()
+        with self._infer_lock:
+            body = tracker.primary()
+            if body is None or body not in tracker.bodies:
+                return None
+            state = tracker.bodies[body].state
+            raw = self.backend.window_probs(state)
+            if raw is None:  # more than a window of frames: the regular model on its last one
+                raw = self.backend.flush_probs(state)
+            smoothed = self.smoother(raw)
+        index, usec, arrival = self.buffers.frames[-1][1:4]
+        job = _Job([], (index, usec, arrival), (body,))
+        frames = min(state.frames, tracker.window)
+        return self._predict(job, raw, smoothed, time.perf_counter() - start, frames)
+
+    def _continual_frame(self, frame: Any, arrival: int) -> None:
+        tracker = self.tracker
+        assert tracker is not None
+        start = time.perf_counter()
+        with self._infer_lock:
+            if self._reset_tracker:
+                self._reset_tracker = False
+                tracker.reset()
+            out = tracker.feed(frame)
+            if out is None:
+                return
+            raw, _exact, body, frames = out
+            smoothed = self.smoother(raw)
+        clip = (
+            getattr(frame, "clip", None),
+            bool(getattr(frame, "clip_end", False)),
+            model_truth(frame, self.class_names),
+        )
+        job = _Job([], (frame.index, frame.device_usec, arrival), (body,), clip)
+        self._predict(job, raw, smoothed, time.perf_counter() - start, frames)
+
+    def _predict(
+        self, job: _Job, raw: np.ndarray, smoothed: np.ndarray, inference: float, frames: int
+    ) -> Prediction:
         k = min(self.config.top_k, len(smoothed))
         top = np.argsort(-smoothed, kind="stable")[:k]
         index, usec, arrival = job.newest
@@ -472,7 +707,7 @@ class StreamingClassifier:
             raw=np.asarray(raw, dtype=np.float32),
             latency_s=(host_clock_ns() - arrival) / 1e9,
             inference_s=inference,
-            frames=len(job.frames_bodies),
+            frames=frames,
             body_ids=job.body_ids,
             clip=job.clip[0],
             clip_end=job.clip[1],
@@ -498,14 +733,21 @@ class StreamingClassifier:
     def _worker(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._stop:
+                while self._pending is None and not self._frames and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
-                job, self._pending = self._pending, None
+                if self.continual:
+                    job, frames = None, list(self._frames)
+                    self._frames.clear()
+                else:
+                    job, frames, self._pending = self._pending, [], None
                 self._busy = True
             try:
-                self._handle(job)
+                if job is not None:
+                    self._handle(job)
+                for frame, arrival in frames:
+                    self._continual_frame(frame, arrival)
             except Exception as exc:  # keep the stream alive; report what went wrong
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             finally:
