@@ -534,6 +534,28 @@ def open_backend(name: str, source: ModelSource, precision: str = "fp32") -> Bac
     return faster_backend(backend, create_backend(rival).load(source))
 
 
+def choose_continual(requested: bool | None, engine: str, source: ModelSource) -> tuple[bool, str]:
+    """Whether the live path runs continually (``engines.continual``) and the line that says
+    why: ``requested`` True (``--continual``) needs a model that can (else one sentence),
+    False never; None lets ``engine`` ``auto`` choose it when the model can, the regular
+    window path otherwise, with the reason."""
+    from engines.continual import continual_reason
+
+    reason = continual_reason(source)
+    if requested:
+        if reason is not None:
+            raise XmkdError(f"--continual: this model cannot run continually: {reason}")
+        return True, "continual inference (asked for)"
+    if requested is False or engine != "auto":
+        return False, ""
+    if reason is None:
+        return True, (
+            "auto: continual inference (an ST-GCN on 'pad' windows: one small step per 4 "
+            "frames instead of the whole window)"
+        )
+    return False, f"auto: the regular window path, not continual: {reason}"
+
+
 def _rival(name: str, target: str, source: ModelSource) -> str | None:
     """The backend ``auto`` races against ``target``: the other family on the same device."""
     if name != "auto" or target == "tensorrt":

@@ -44,6 +44,8 @@ from gui.workers import (
     wait_for_thread,
 )
 
+#: The Live tab's continual switch -> load_classifier's ``continual``.
+CONTINUAL_CHOICES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 #: What the Live tab can run: students checkpoints, exported ONNX, TensorRT engines.
 MODEL_SUFFIXES = (".pt", ".onnx", ".engine")
 #: How many models the "found" list remembers from earlier runs of the window.
@@ -96,11 +98,21 @@ class PredictionRelay(QObject):
             self.ready.emit()
 
 
-def load_classifier(model: str, engine: str, every: int, smoothing: str, on_prediction) -> Any:
+def load_classifier(
+    model: str,
+    engine: str,
+    every: int,
+    smoothing: str,
+    on_prediction,
+    continual: bool | None = None,
+) -> Any:
     """Load the model into the chosen backend and wrap it in the engines' streaming classifier
-    (started: its worker thread runs the model)."""
+    (started: its worker thread runs the model). ``continual``: True runs the continual step
+    (engines.continual), False the whole window, None lets engine ``auto`` choose (as
+    ``xmkd live --continual``)."""
 
-    from engines.backends import ModelSource, open_backend
+    from engines.backends import ModelSource, choose_continual, open_backend
+    from engines.continual import open_continual
     from engines.streaming import StreamingClassifier, StreamingConfig
 
     leave_a_core_for_the_ui()
@@ -108,8 +120,15 @@ def load_classifier(model: str, engine: str, every: int, smoothing: str, on_pred
     source = (
         ModelSource.from_onnx(path) if path.suffix == ".onnx" else ModelSource.from_checkpoint(path)
     )
-    backend = open_backend(engine, source)
-    backend.warm_up()
+    use_continual, why = choose_continual(continual, engine, source)
+    if use_continual:
+        backend = open_continual(engine, source)
+        backend.selection = why
+    else:
+        backend = open_backend(engine, source)
+        backend.warm_up()
+        if why:
+            backend.selection = f"{backend.selection}\n{why}".strip()
     config = StreamingConfig(every=every, smoothing=smoothing, top_k=5)
     classifier = StreamingClassifier(backend, config, on_prediction=on_prediction)
     classifier.description = (
@@ -130,9 +149,18 @@ class LiveWorker(SourceWorker):
 
     classifier_ready = Signal(str)
 
-    def __init__(self, spec: str, model: str, engine: str, every: int, smoothing: str):
+    def __init__(
+        self,
+        spec: str,
+        model: str,
+        engine: str,
+        every: int,
+        smoothing: str,
+        continual: bool | None = None,
+    ):
         super().__init__(spec)
         self.model = model
+        self.continual = continual
         self.engine = engine
         self.every = every
         self.smoothing = smoothing
@@ -144,7 +172,7 @@ class LiveWorker(SourceWorker):
     def run(self) -> None:
         try:
             self.classifier = load_classifier(
-                self.model, self.engine, self.every, self.smoothing, self.relay
+                self.model, self.engine, self.every, self.smoothing, self.relay, self.continual
             )
         except Exception as exc:
             self.error.emit(describe_error(exc))
@@ -222,6 +250,14 @@ class LiveTab(QWidget):
         self.stride.setValue(StreamingConfig.every)
         self.stride.setToolTip("run the model every k frames")
         ef.addRow("every k frames", self.stride)
+        self.continual = QComboBox()
+        self.continual.addItems(list(CONTINUAL_CHOICES))
+        self.continual.setToolTip(
+            "continual inference: one small step per 4 frames and one state per body instead "
+            "of the whole window per prediction (ST-GCN on 'pad' windows); auto: when the "
+            "backend is auto and the model can run it"
+        )
+        ef.addRow("continual", self.continual)
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         buttons = QHBoxLayout()
@@ -284,6 +320,7 @@ class LiveTab(QWidget):
             "engine": self.engine,
             "stride": self.stride,
             "smoothing": self.smoothing,
+            "continual": self.continual,
         }
 
     def _browse_model(self) -> None:
@@ -363,6 +400,7 @@ class LiveTab(QWidget):
             self.engine.currentText(),
             self.stride.value(),
             self.smoothing.currentText(),
+            CONTINUAL_CHOICES[self.continual.currentText()],
         )
         self.relay = worker.relay
         self.relay.ready.connect(self._show_prediction)

@@ -88,6 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="JSON lines on stdout (one per prediction, then a summary); messages go to stderr",
     )
+    p.add_argument(
+        "--continual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="continual inference: one small step per 4 frames with one state per tracked body "
+        "instead of the whole window per prediction (ST-GCN students on 'pad' windows only; "
+        "at each clip end of a source that plays clips, the regular model on the clip). "
+        "Default: --engine auto chooses it when the model can run it, and says so",
+    )
     p.add_argument("--fp16", action="store_true", help="FP16 TensorRT engine")
     p.add_argument(
         "--max-seconds",
@@ -104,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from capture.source import open_source
-    from engines.backends import ModelSource, open_backend
+    from engines.backends import ModelSource, choose_continual, open_backend
+    from engines.continual import open_continual
     from engines.streaming import ClipScorer, StreamingClassifier
 
     as_json = bool(getattr(args, "json", False))
@@ -122,8 +132,17 @@ def run(args: argparse.Namespace) -> int:
     source = ModelSource.from_file(args.checkpoint)
     # a checkpoint is exported to ONNX once for onnxruntime (tens of seconds): say so, on stderr
     source.progress = lambda text: print(text, file=sys.stderr, flush=True)
-    backend = open_backend(args.engine, source, "fp16" if args.fp16 else "fp32")
-    backend.warm_up()
+    continual, why = choose_continual(getattr(args, "continual", None), args.engine, source)
+    if continual:
+        if args.fp16:
+            say("note: --fp16 is ignored: the continual step runs FP32")
+        backend = open_continual(args.engine, source, progress=say)
+        backend.selection = why
+    else:
+        backend = open_backend(args.engine, source, "fp16" if args.fp16 else "fp32")
+        backend.warm_up()
+        if why:
+            say(why)
     say(
         f"engine {backend.name}; {len(source.class_names)} classes; model window "
         f"{source.window} frames ({source.spec.fit})"
@@ -199,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
             "fps": plan.fps,
             "selection": plan.selection,
             "every": config.every,
+            "continual": classifier.continual,
             "smoothing": config.smoothing,
             "window_origin": plan.origin,
             "errors": classifier.errors[:3],
