@@ -184,5 +184,5 @@ def run(args: argparse.Namespace) -> int:
     )
     acc = result.student_train_accuracy
     shown = f"{100 * acc:.2f}%" if acc is not None else "n/a (no labeled clips)"
-    print(f"teacher -> {result.path}; accuracy on {args.eval_split}: {shown}")
+    announce(f"teacher -> {result.path}; accuracy on {args.eval_split}: {shown}", None)
     return 0
