@@ -6,9 +6,15 @@ core (a second job), side by side in one run:
 * frames painted by the UI, as fps, and frames the UI never painted (replaced in the one-slot
   mailbox while the UI was busy: expected when painting is slower than the source, never a
   backlog);
-* the UI thread's CPU per painted frame (image conversion, skeleton drawing).
+* the UI thread's CPU per painted frame (image conversion, skeleton drawing);
+* the preview image's width.
 
-    QT_QPA_PLATFORM=offscreen python bench/bench_gui_preview.py [--seconds 8] [--hogs N]
+``--former`` adds, beside each row, the former preview path measured in the same run: frames
+reduced to a fixed 960 px with INTER_AREA and colour-swapped by a numpy copy (about 15 ms of the
+capture thread per 1280x720 frame), where the tab now reduces them with one bilinear resize and
+``cv2.cvtColor`` to the width the view shows.
+
+    QT_QPA_PLATFORM=offscreen python bench/bench_gui_preview.py [--seconds 8] [--hogs N] [--former]
 
 Under a real X server (``xvfb-run -a python bench/bench_gui_preview.py``) painting goes through
 the X connection too; run it both ways to compare.
@@ -34,10 +40,39 @@ def _hog(stop) -> None:
         sum(range(10000))
 
 
-def preview(app, seconds: float, work: Path) -> dict:
+def former_preview_image(bgr, max_width: int = 960):
+    """The preview reduction before it was made cheap (kept here only to compare)."""
+    import cv2
+    import numpy as np
+
+    if bgr is None:
+        return None, 1.0
+    h, w = bgr.shape[:2]
+    scale = 1.0
+    if w > max_width:
+        scale = max_width / w
+        bgr = cv2.resize(bgr, (max_width, round(h * scale)), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(bgr[:, :, 2::-1]), scale
+
+
+def preview(app, seconds: float, work: Path, former: bool = False) -> dict:
+    import gui.workers
+
+    current = gui.workers.preview_image
+    if former:
+        gui.workers.preview_image = former_preview_image
+    try:
+        return _preview(app, seconds, work, former)
+    finally:
+        gui.workers.preview_image = current
+
+
+def _preview(app, seconds: float, work: Path, former: bool) -> dict:
     from gui.record_tab import RecordTab
 
     tab = RecordTab()
+    if former:  # a fixed preview width, whatever the view shows
+        tab.preview_width = lambda full_size=None: 960
     tab.resize(1280, 800)
     tab.show()
     tab.session_dir.setText(str(work / "session"))
@@ -78,6 +113,7 @@ def preview(app, seconds: float, work: Path) -> dict:
         "painted_fps": shown / elapsed,
         "not_painted": worker.slot.replaced - replaced0,
         "ui_ms_per_frame": 1000 * (cpu[0] - cpu0) / max(1, shown),
+        "width": int(tab.video.image.image.shape[1]) if tab.video.image.image is not None else 0,
     }
     tab.shutdown()
     tab.close()
@@ -96,6 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 1, help="busy processes")
+    parser.add_argument(
+        "--former", action="store_true", help="also measure the former preview path, side by side"
+    )
     args = parser.parse_args()
     from PySide6.QtWidgets import QApplication
 
@@ -108,7 +147,9 @@ def main() -> None:
             for p in procs:
                 p.start()
             try:
-                rows.append((label, preview(app, args.seconds, Path(tmp))))
+                paths = (("former", True), ("now", False)) if args.former else (("now", False),)
+                for path, former in paths:
+                    rows.append((f"{label}, {path}", preview(app, args.seconds, Path(tmp), former)))
             finally:
                 stop.set()
                 for p in procs:
@@ -116,13 +157,13 @@ def main() -> None:
     platform = app.platformName()
     print(f"{os.cpu_count()} cores, Qt platform {platform}; synthetic 1280x720 @ 30 fps preview")
     print(
-        f"{'machine':>12} {'source fps':>10} {'dropped':>8} {'painted fps':>12} "
-        f"{'not painted':>12} {'UI ms/frame':>12}"
+        f"{'machine, path':>20} {'source fps':>10} {'dropped':>8} {'painted fps':>12} "
+        f"{'not painted':>12} {'UI ms/frame':>12} {'width':>6}"
     )
     for label, r in rows:
         print(
-            f"{label:>12} {r['source_fps']:10.1f} {r['dropped']:8d} {r['painted_fps']:12.1f} "
-            f"{r['not_painted']:12d} {r['ui_ms_per_frame']:12.2f}"
+            f"{label:>20} {r['source_fps']:10.1f} {r['dropped']:8d} {r['painted_fps']:12.1f} "
+            f"{r['not_painted']:12d} {r['ui_ms_per_frame']:12.2f} {r['width']:6d}"
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from gui.skeleton_view import SkeletonView
 from gui.source_picker import SourcePicker
 from gui.video_view import VideoView
 from gui.workers import (
+    PREVIEW_MAX_WIDTH,
     LatestSlot,
     SourceWorker,
     describe_error,
@@ -53,6 +54,8 @@ from gui.workers import (
     wait_for_thread,
 )
 
+#: The narrowest preview made, whatever the view's size (a view not laid out yet is tiny).
+MIN_PREVIEW_WIDTH = 320
 #: recording modes of capture.recorder.RecordConfig, as the picker shows them
 MODES = {
     "takes (Record / Stop)": "takes",
@@ -88,10 +91,13 @@ def nearest_existing(path: str | Path) -> Path:
     return p
 
 
-def tapped_source(inner: Any, slot: LatestSlot, notify, stats) -> Any:
+def tapped_source(
+    inner: Any, slot: LatestSlot, notify, stats, max_width: Callable[[], int] | None = None
+) -> Any:
     """Wrap a ``capture.source.Source`` so the recorder can run it while the GUI shows its
     frames. Per frame the tap costs a lock and, only when the UI has taken the previous
-    preview, a resize to preview size; ``notify()`` and ``stats(dict)`` emit signals."""
+    preview, a resize to preview size (no wider than ``max_width()``); ``notify()`` and
+    ``stats(dict)`` emit signals. The recorder still gets the source's full-size frames."""
     from capture.source import Source
 
     class _Tapped(Source):
@@ -120,7 +126,8 @@ def tapped_source(inner: Any, slot: LatestSlot, notify, stats) -> Any:
                 self.frames += 1
                 since += 1
                 if slot.empty():
-                    slot.put(frame_view(frame, self.frames))
+                    width = max_width() if max_width is not None else PREVIEW_MAX_WIDTH
+                    slot.put(frame_view(frame, self.frames, width))
                     notify()
                 now = time.monotonic()
                 if now - last >= 0.5:
@@ -171,6 +178,7 @@ class RecordWorker(QObject):
         self.session_dir = session_dir
         self.config = config
         self.slot = LatestSlot()
+        self.max_width = PREVIEW_MAX_WIDTH  # the preview's width, set by the tab (UI thread)
         self.recorder: Any = None
         self._stop = threading.Event()
         self._disk = nearest_existing(session_dir)
@@ -215,6 +223,7 @@ class RecordWorker(QObject):
                 self.slot,
                 self.frame_ready.emit,
                 self._stats,
+                lambda: self.max_width,
             )
             recorder = Recorder([source], self.session_dir, self.config, log=self._log)
             recorder.start()
@@ -410,7 +419,9 @@ class RecordTab(QWidget):
             return
         self.show_message("")
         worker = SourceWorker(
-            self.source_spec(), disk_path=str(nearest_existing(self.session_dir.text()))
+            self.source_spec(),
+            max_width=self.preview_width(),
+            disk_path=str(nearest_existing(self.session_dir.text())),
         )
         self._connect(worker)
         worker.opened.connect(self._opened)
@@ -450,6 +461,7 @@ class RecordTab(QWidget):
         worker = RecordWorker(
             self.source_spec(), self.session_dir.text(), config, camera=self.camera.value()
         )
+        worker.max_width = self.preview_width()
         self._connect(worker)
         worker.clip_done.connect(self._clip_done)
         worker.log.connect(self.show_message)
@@ -475,6 +487,15 @@ class RecordTab(QWidget):
             return
         self.video.set_frame(view.rgb, view.scale, view.pixels, view.full_size)
         self.skeleton.set_bodies(view.joints)
+        # the next previews at the size they appear now (the window may have been resized)
+        worker.max_width = self.preview_width(view.full_size)
+
+    def preview_width(self, full_size: tuple[int, int] | None = None) -> int:
+        """Width the worker reduces colour frames to: as wide as the image appears (pixels
+        beyond that are made, converted and painted for nothing), at most PREVIEW_MAX_WIDTH
+        and at least MIN_PREVIEW_WIDTH (a view not laid out yet)."""
+        shown = self.video.display_width(full_size)
+        return max(MIN_PREVIEW_WIDTH, min(PREVIEW_MAX_WIDTH, shown))
 
     @Slot(dict)
     def _show_stats(self, stats: dict) -> None:

@@ -2,12 +2,15 @@
 
 Frames arrive already converted to RGB and reduced to preview size by the worker thread (see
 :func:`gui.workers.preview_image`); joint pixel coordinates are in the full-size colour image and
-are scaled here by the same factor. Without a colour frame (e.g. an NTU file with no paired
-video) the skeleton is drawn on an empty canvas of the full colour size.
+are scaled here by the same factor. :meth:`VideoView.display_width` says how wide an image can
+appear, so a producer need not make (and the UI need not convert) more pixels than are shown.
+Without a colour frame (e.g. an NTU file with no paired video) the skeleton is drawn on an empty
+canvas of the full colour size.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,6 +55,15 @@ class VideoView(QWidget):
             self._size = size
             self.box.setRange(xRange=(0, size[0]), yRange=(0, size[1]), padding=0)
             self.text.setPos(size[0] / 2, size[1] / 2)
+
+    def display_width(self, full_size: tuple[int, int] | None = None) -> int:
+        """The widest the image can appear, in device pixels: the view's width, or its height
+        times the image's aspect ratio (``full_size`` = width, height) when that is smaller,
+        as the view keeps the aspect ratio."""
+        width, height = self.graphics.width(), self.graphics.height()
+        if full_size is not None and full_size[1] > 0:
+            width = min(width, height * full_size[0] / full_size[1])
+        return max(1, math.ceil(width * self.devicePixelRatioF()))
 
     def set_frame(
         self,

@@ -84,10 +84,15 @@ def preview_image(bgr: np.ndarray | None, max_width: int = PREVIEW_MAX_WIDTH):
     scale = 1.0
     if w > max_width:
         scale = max_width / w
-        bgr = cv2.resize(bgr, (max_width, round(h * scale)), interpolation=cv2.INTER_AREA)
+        # INTER_AREA averages whole source pixels (no aliasing) but is slow at a fractional
+        # ratio (1280 -> 960: 9.5 ms against 1.8 ms bilinear); bilinear does not alias down to
+        # half size, so AREA only for larger reductions
+        interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+        bgr = cv2.resize(bgr, (max_width, round(h * scale)), interpolation=interpolation)
     if bgr.ndim == 2:
-        return np.ascontiguousarray(np.repeat(bgr[:, :, None], 3, axis=2)), scale
-    return np.ascontiguousarray(bgr[:, :, 2::-1]), scale
+        return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB), scale
+    # one vectorised conversion (a numpy copy of the reversed channels took 5 ms at 960x540)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), scale
 
 
 @dataclass

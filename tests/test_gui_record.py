@@ -131,7 +131,8 @@ def test_real_kinect_mkv_preview(qtbot, tab, kinect_dir):
     tab.preview_button.click()
     wait_until(qtbot, lambda: tab.video.frames_shown >= 1, 20, "the MKV's colour frame")
     wait_until(qtbot, lambda: not tab.is_running(), 20, "end of the one-capture recording")
-    assert tab.video.image.image.shape[1] == 960  # 1280x720 colour, shown at preview width
+    # 1280x720 colour, reduced to about the view's width (exactly: the test below)
+    assert 320 <= tab.video.image.image.shape[1] <= 960
     # skeletons need the Body Tracking SDK; without it the window says so
     assert tab.skeleton.body_count > 0 or "without skeletons" in tab.message.text()
 
@@ -155,6 +156,34 @@ def test_synthetic_source_preview_and_recording(qtbot, tab):
     record_a_take(qtbot, tab, 800, stop=tab.stop_button)
     clip = Session.open(tab.session_dir.text()).clips[0]
     assert clip.has_video
+
+
+def test_preview_is_made_at_the_size_shown_and_the_recording_at_full_size(qtbot, tab):
+    from xmkd.recordings import Session, probe_video
+
+    tab.picker.kind.setCurrentIndex(0)  # synthetic, rendered at 1280x720
+    tab.color_res.setCurrentText(next(t for t in tab_resolutions() if "720" in t))
+    tab.mode.setCurrentIndex(0)  # takes
+    tab.resize(1000, 700)
+    tab.preview_button.click()
+    wait_until(qtbot, lambda: tab.video.frames_shown > 3, 20, "synthetic colour frames")
+    shown = tab.video.display_width((1280, 720))
+    assert 320 < shown < 960  # a view narrower than the former fixed 960 px preview
+    wait_until(qtbot, lambda: tab.video.image.image.shape[1] == shown, 10, "display-size frames")
+    tab.resize(700, 600)  # a narrower window: the next previews follow
+    narrower = lambda: tab.preview_width((1280, 720))  # noqa: E731
+    wait_until(qtbot, lambda: narrower() < shown, 10, "layout after the resize")
+    wait_until(qtbot, lambda: tab.video.image.image.shape[1] == narrower(), 10, "smaller frames")
+    record_a_take(qtbot, tab, 800, stop=tab.stop_button)
+    clip = Session.open(tab.session_dir.text()).clips[0]
+    info = probe_video(clip.video)  # the recorder writes the source's full-size frames
+    assert (info.width, info.height) == (1280, 720)
+
+
+def tab_resolutions() -> list[str]:
+    from gui.record_tab import COLOR_RESOLUTIONS
+
+    return list(COLOR_RESOLUTIONS)
 
 
 def test_recording_folder_is_left_alone_when_the_source_fails(qtbot, tab, tmp_path):
