@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-free-gb",
-        type=float,
+        type=A.float_range(0, 1e6),
         default=1.0,
         help="with --rgb: stop cleanly before the output disk has less than this free (default 1)",
     )
@@ -160,13 +160,9 @@ def run(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace, options) -> tuple[set[str], dict]:
     """Decode the protocol's videos; returns the samples with a stored video and the manifest
     entry. A run stopped for disk space is one sentence; what it stored is kept."""
-    import math
-
     from xmkd.errors import XmkdError
     from xmkd.ntu.videos import VideoOptions, ingest_videos, plan_videos, video_parts
 
-    if not (math.isfinite(args.min_free_gb) and args.min_free_gb >= 0):
-        raise XmkdError(f"--min-free-gb must be a number >= 0, got {args.min_free_gb}")
     video_options = VideoOptions(
         short_side=args.short_side,
         flow=args.flow,
