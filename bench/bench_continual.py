@@ -19,6 +19,10 @@ p50 wall time, torch-cpu, 1 thread (2 threads share the cores with whatever else
 this run. Numbers on a shared machine
 are noisy (other processes take cores): compare ratios measured in one run, not absolute times.
 
+A last section runs the streaming classifier itself (engines.streaming), regular window path
+vs continual mode, on torch-cpu and onnxruntime-cpu at the reference width and window 300: the
+frame-to-prediction latency p50/p99 and the frames per second each sustains.
+
     python bench/bench_continual.py            # all configurations
     python bench/bench_continual.py --quick    # fewer repetitions (under two minutes on 2 cores)
 """
@@ -204,8 +208,72 @@ def main() -> int:
             f"{backend:16} {threads:>3} {width:>5} {window:>4} {name:6} {p50:9.2f} {p99:9.2f} "
             f"{fl / 1e9:8.3f} {r:8.1f}x"
         )
+    print()
+    streaming(tmp, args.quick)
     print(f"continual speedup (reference ST-GCN, T=300, batch 1): {speedup:.1f}x")
     return 0
+
+
+def streaming(tmp: Path, quick: bool) -> None:
+    """End to end in the streaming classifier (engines.streaming): a stream of one moving body
+    pushed in lockstep (each frame handled before the next), reference width, window 300, 2
+    threads; frame-to-prediction latency (arrival of the newest frame -> prediction emitted,
+    preprocessing included) and the frames per second the path sustains."""
+    import os
+
+    from capture.source import Body, Frame, host_clock_ns
+    from engines.backends import ModelSource, open_backend
+    from engines.continual import open_continual
+    from engines.streaming import StreamingClassifier, StreamingConfig
+    from xmkd.checkpoint import StreamInfo
+    from xmkd.preprocess import InputSpec
+
+    os.environ.setdefault("XMKD_CACHE", str(tmp / "cache"))
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    source = ModelSource(
+        class_names=[f"A{i:03d}" for i in range(1, 61)],
+        spec=InputSpec(window=300, fit="pad", center="none", num_persons=2),
+        students=[STGCN(num_class=60, width=1.0, dropout=0.0).eval()],
+        stream=StreamInfo(clip_frames=300, fps=30.0),
+        exporter="torchscript",
+    )
+    frames = 160 if quick else 400
+
+    def frame(t: int) -> Frame:
+        joints = np.zeros((25, 3))
+        joints[:, 0] = 0.2 * np.sin(t / 5.0) + np.linspace(0, 0.5, 25)
+        joints[:, 1] = np.linspace(-0.8, 0.7, 25)
+        joints[:, 2] = 3.0
+        return Frame(t, None, None, [Body(1, joints)], t * 33_333, 0)
+
+    print(
+        "streaming classifier, reference width, T=300, 2 threads, one body, lockstep "
+        f"({frames} frames; regular path every 20 frames, continual every 4 after its delay)"
+    )
+    print(f"{'backend':16} {'mode':9} {'preds':>5} {'p50 ms':>9} {'p99 ms':>9} {'frames/s':>9}")
+    for name in ("torch-cpu", "onnxruntime-cpu"):
+        for mode in ("regular", "continual"):
+            if mode == "continual":
+                backend = open_continual(name, source, threads=2)
+                config = StreamingConfig()
+            else:
+                backend = open_backend(name, source)
+                backend.warm_up(iterations=1)
+                config = StreamingConfig(every=20, min_frames=8)
+            preds: list = []
+            classifier = StreamingClassifier(backend, config, on_prediction=preds.append)
+            start = time.perf_counter()
+            with classifier:
+                for t in range(frames):
+                    f = frame(t)
+                    f.host_nsec = host_clock_ns()
+                    classifier.push(f, wait=True)
+                classifier.flush()
+            fps = frames / (time.perf_counter() - start)
+            ms = np.asarray([p.latency_s for p in preds]) * 1000.0
+            p50, p99 = (np.percentile(ms, 50), np.percentile(ms, 99)) if ms.size else (np.nan,) * 2
+            print(f"{name:16} {mode:9} {len(preds):5d} {p50:9.2f} {p99:9.2f} {fps:9.1f}")
 
 
 if __name__ == "__main__":
