@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from capture.calibration import Calibration
-from capture.source import Body
+from capture.frames import Body
 from xmkd.errors import XmkdError
 from xmkd.skeleton import (
     AZURE_CONFIDENCE_TO_NTU_TRACKING,

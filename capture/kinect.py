@@ -29,7 +29,7 @@ import numpy as np
 
 from capture.bodytracking import BodyTracker, TrackerConfig, require_tracking_depth
 from capture.calibration import COLOR_RESOLUTIONS, DEPTH_MODES, Calibration
-from capture.source import Frame, Source, host_clock_ns, option_bool, option_num
+from capture.frames import Frame, Source, host_clock_ns, option_bool, option_num
 from xmkd.errors import XmkdError, require
 
 PYK4A_HINT = (

@@ -20,7 +20,7 @@ import numpy as np
 
 from capture.bodytracking import BodyTracker, TrackerConfig, try_body_tracker
 from capture.calibration import Calibration
-from capture.source import Frame, Pacer, Source, host_clock_ns, option_bool
+from capture.frames import Frame, Pacer, Source, host_clock_ns, option_bool
 from xmkd.errors import FormatError, XmkdError
 
 log = logging.getLogger(__name__)

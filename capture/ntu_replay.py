@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from capture.source import Frame, Pacer, Source, option_bool, option_num, sequence_to_bodies
+from capture.frames import Frame, Pacer, Source, option_bool, option_num, sequence_to_bodies
 from xmkd.errors import XmkdError
 
 NTU_FPS = 30.0

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from capture.flow import FlowConfig, FlowWorker, write_clip_flow
-from capture.source import Body, Frame, Source, bodies_to_sequence, count_dropped
+from capture.frames import Body, Frame, Source, bodies_to_sequence, count_dropped
 from xmkd.errors import XmkdError
 from xmkd.skeleton import NUM_JOINTS
 
@@ -218,7 +218,7 @@ def _read_chunk(path: Path) -> tuple[list[bytes], np.ndarray, np.ndarray, list[l
     """One chunk file, checked for consistency; ValueError says what is wrong with it."""
     import zipfile
 
-    from capture.source import sequence_to_bodies
+    from capture.frames import sequence_to_bodies
     from xmkd.ntu import SkeletonSequence
 
     if not path.is_file() or path.is_symlink():

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from capture.source import Frame, Pacer, Source, option_bool, option_num, sequence_to_bodies
+from capture.frames import Frame, Pacer, Source, option_bool, option_num, sequence_to_bodies
 from xmkd.errors import XmkdError
 
 #: How often a consumer waiting for the next clip looks at the stop flag (seconds).

@@ -366,18 +366,19 @@ def device_name(text: str) -> str:
 
 def source_spec(text: str) -> str:
     """A capture source spec (capture.source.parse_spec): its kind and path are checked here."""
-    from capture.source import parse_spec
+    from capture.source import parse_spec, source_kind
     from xmkd.errors import XmkdError
 
     try:
         kind, arg, _ = parse_spec(text)
     except XmkdError as exc:
         fail(str(exc))
-    if kind in ("ntu", "mkv"):
+    takes = source_kind(kind).arg  # the registry says which kinds read a path or a file
+    if takes in ("path", "file"):
         path = Path(arg)
         if not path.exists():
             fail(f"{text}: {arg} does not exist")
-        if kind == "mkv" and not path.is_file():
+        if takes == "file" and not path.is_file():
             fail(f"{text}: {arg} is not a file")
     return text
 
