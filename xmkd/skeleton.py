@@ -9,6 +9,10 @@
   of units and axes (Azure: millimetres, +x right, +y down; NTU/Kinect v2: metres, +x to the
   sensor's left, +y up; both +z forward), plus the horizontal mirroring of pixel coordinates that
   makes Azure Kinect pairs look like NTU's (NTU's colour/depth pixels are mirrored).
+* The keypoint layouts of RGB pose estimators (COCO-17: RTMPose and most 2D estimators;
+  BlazePose-33: MediaPipe Pose) mapped to NTU-25, with which NTU joints are measured (one source
+  keypoint) and which derived (spine, neck, head, hands... from several), and NTU's per-joint
+  tracking states (2 tracked, 1 inferred, 0 not tracked) for them: derived joints are inferred.
 
 Arrays of joints are indexed 0-based (``NTU_JOINTS[i]`` is NTU joint number ``i + 1``).
 """
@@ -224,3 +228,201 @@ def mirror_pixels(u: np.ndarray, width: int) -> np.ndarray:
     """Mirror horizontal pixel coordinates (u' = W - 1 - u): Azure images are a camera's-eye
     view, NTU's colour/depth coordinates (and videos) are mirrored."""
     return (width - 1) - np.asarray(u, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# NTU tracking states (Kinect v2 TrackingState), the 12th column of a .skeleton joint row
+NOT_TRACKED, INFERRED, TRACKED = 0, 1, 2
+TRACKING_STATE_NAMES: dict[int, str] = {
+    NOT_TRACKED: "not tracked",
+    INFERRED: "inferred",
+    TRACKED: "tracked",
+}
+
+#: COCO-17 keypoints (RTMPose, ViTPose, YOLO-pose, OpenPose's COCO model), 0-based. "left" is the
+#: person's left, as NTU's (Kinect's) "left" is.
+COCO_JOINTS: tuple[str, ...] = (
+    "nose", "eye_left", "eye_right", "ear_left", "ear_right", "shoulder_left", "shoulder_right",
+    "elbow_left", "elbow_right", "wrist_left", "wrist_right", "hip_left", "hip_right",
+    "knee_left", "knee_right", "ankle_left", "ankle_right",
+)  # fmt: skip
+
+#: BlazePose GHUM 33 landmarks (MediaPipe Pose), 0-based; person's left as above. The pinky,
+#: index and thumb landmarks are on the hand (knuckles / finger), foot_index is the toe.
+BLAZEPOSE_JOINTS: tuple[str, ...] = (
+    "nose", "eye_inner_left", "eye_left", "eye_outer_left", "eye_inner_right", "eye_right",
+    "eye_outer_right", "ear_left", "ear_right", "mouth_left", "mouth_right", "shoulder_left",
+    "shoulder_right", "elbow_left", "elbow_right", "wrist_left", "wrist_right", "pinky_left",
+    "pinky_right", "index_left", "index_right", "thumb_left", "thumb_right", "hip_left",
+    "hip_right", "knee_left", "knee_right", "ankle_left", "ankle_right", "heel_left",
+    "heel_right", "foot_index_left", "foot_index_right",
+)  # fmt: skip
+
+#: A recipe: each NTU joint as a weighted sum of source keypoints ((name, weight), ...); the
+#: weights sum to one (a point of the affine span), so the same recipe maps pixels and metres.
+Recipe = tuple[tuple[str, float], ...]
+
+
+def _mid(a: str, b: str) -> Recipe:
+    return ((a, 0.5), (b, 0.5))
+
+
+def _spine(side_a: str, side_b: str, *, up: float) -> Recipe:
+    """A point ``up`` of the way from the hip midpoint to the shoulder midpoint."""
+    return (
+        (f"hip_{side_a}", 0.5 * (1 - up)),
+        (f"hip_{side_b}", 0.5 * (1 - up)),
+        (f"shoulder_{side_a}", 0.5 * up),
+        (f"shoulder_{side_b}", 0.5 * up),
+    )
+
+
+#: Neck: 40 % of the way from the shoulder midpoint to the head (the ears' midpoint). Kinect v2's
+#: neck sits about 10 cm above its spine-shoulder joint, the head centre about 25 cm above it.
+_NECK_UP = 0.4
+#: Kinect v2's hand joint is the palm, about 8 cm past the wrist: along the forearm by 0.3 of its
+#: length where no hand keypoint exists (COCO); hand tip 0.75, thumb 0.5 of it.
+_HAND, _HANDTIP, _THUMB = 0.3, 0.75, 0.5
+
+
+def _along(start: str, end: str, t: float) -> Recipe:
+    """The point ``end + t * (end - start)``: past ``end`` on the line start -> end."""
+    return ((end, 1.0 + t), (start, -t))
+
+
+def _neck() -> Recipe:
+    return (
+        ("shoulder_left", 0.5 * (1 - _NECK_UP)),
+        ("shoulder_right", 0.5 * (1 - _NECK_UP)),
+        ("ear_left", 0.5 * _NECK_UP),
+        ("ear_right", 0.5 * _NECK_UP),
+    )
+
+
+def _recipes(hand: dict[str, Recipe], foot: dict[str, Recipe]) -> dict[str, Recipe]:
+    """The NTU-25 recipe shared by COCO and BlazePose; hands and feet differ."""
+    measured = (
+        "shoulder_left", "elbow_left", "wrist_left", "shoulder_right", "elbow_right",
+        "wrist_right", "hip_left", "knee_left", "ankle_left", "hip_right", "knee_right",
+        "ankle_right",
+    )  # fmt: skip
+    out: dict[str, Recipe] = {name: ((name, 1.0),) for name in measured}
+    out["spine_base"] = _mid("hip_left", "hip_right")
+    out["spine_mid"] = _spine("left", "right", up=0.5)
+    out["spine_shoulder"] = _mid("shoulder_left", "shoulder_right")
+    out["neck"] = _neck()
+    out["head"] = _mid("ear_left", "ear_right")
+    out.update(hand)
+    out.update(foot)
+    return out
+
+
+#: NTU joint name -> recipe over COCO-17 keypoints. Measured (one keypoint): shoulders, elbows,
+#: wrists, hips, knees, ankles. Derived: spine base = hip midpoint; spine mid = halfway from the
+#: hip midpoint to the shoulder midpoint; spine shoulder = shoulder midpoint; neck = 40 % from the
+#: shoulder midpoint to the head; head = ear midpoint; hand / hand tip / thumb = the wrist
+#: extended along the forearm by 0.3 / 0.75 / 0.5 of its length (COCO has no hand keypoints);
+#: foot = the ankle (COCO has no foot keypoints; Kinect's foot is a few cm in front of it).
+COCO_TO_NTU_RECIPE: dict[str, Recipe] = _recipes(
+    hand={
+        f"{part}_{side}": _along(f"elbow_{side}", f"wrist_{side}", t)
+        for side in ("left", "right")
+        for part, t in (("hand", _HAND), ("handtip", _HANDTIP), ("thumb", _THUMB))
+    },
+    foot={f"foot_{side}": ((f"ankle_{side}", 1.0),) for side in ("left", "right")},
+)
+# the foot duplicates the ankle: a measured keypoint standing in for another joint is derived
+_COCO_DERIVED_SINGLE = {"foot_left", "foot_right"}
+
+#: NTU joint name -> recipe over BlazePose-33 landmarks. Measured (one landmark): shoulders,
+#: elbows, wrists, hips, knees, ankles, hand tips (index finger), thumbs, feet (foot index, the
+#: toe). Derived: spine base, spine mid, spine shoulder, neck and head as for COCO; hand = the
+#: mean of wrist, pinky and index (the palm).
+BLAZEPOSE_TO_NTU_RECIPE: dict[str, Recipe] = _recipes(
+    hand={
+        **{
+            f"hand_{side}": (
+                (f"wrist_{side}", 1 / 3),
+                (f"pinky_{side}", 1 / 3),
+                (f"index_{side}", 1 / 3),
+            )
+            for side in ("left", "right")
+        },
+        **{f"handtip_{side}": ((f"index_{side}", 1.0),) for side in ("left", "right")},
+        **{f"thumb_{side}": ((f"thumb_{side}", 1.0),) for side in ("left", "right")},
+    },
+    foot={f"foot_{side}": ((f"foot_index_{side}", 1.0),) for side in ("left", "right")},
+)
+
+
+class JointLayout:
+    """A source keypoint layout and its mapping to NTU-25.
+
+    ``matrix`` (25, K) maps keypoints (..., K, D) to NTU joints (..., 25, D) for any D (pixels or
+    metres); ``derived`` (25,) says which NTU joints are combinations rather than one measured
+    keypoint (their tracking state is at most inferred)."""
+
+    def __init__(
+        self,
+        name: str,
+        joints: tuple[str, ...],
+        recipe: dict[str, Recipe],
+        derived_single: frozenset[str] = frozenset(),
+    ):
+        self.name = name
+        self.joints = joints
+        self.recipe = {ntu: recipe[ntu] for ntu in NTU_JOINTS}  # KeyError: a missing NTU joint
+        index = {j: k for k, j in enumerate(joints)}
+        self.matrix = np.zeros((NUM_JOINTS, len(joints)))
+        for i, ntu in enumerate(NTU_JOINTS):
+            for src, weight in self.recipe[ntu]:
+                self.matrix[i, index[src]] += weight
+        if not np.allclose(self.matrix.sum(axis=1), 1.0):
+            raise ValueError(f"{name}: every NTU joint's weights must sum to one")
+        self.derived = np.array(
+            [len(self.recipe[n]) > 1 or n in derived_single for n in NTU_JOINTS], dtype=bool
+        )
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    def describe(self, ntu_joint: str) -> str:
+        """How one NTU joint is obtained, e.g. "derived: 0.5 hip_left + 0.5 hip_right"."""
+        terms = " + ".join(f"{w:.3g} {j}" for j, w in self.recipe[ntu_joint])
+        kind = "derived" if self.derived[NTU_JOINT_NUMBER[ntu_joint] - 1] else "measured"
+        return f"{kind}: {terms}"
+
+    def to_ntu(self, points: np.ndarray) -> np.ndarray:
+        """Keypoints (..., K, D) -> NTU joints (..., 25, D)."""
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape[-2] != self.num_joints:
+            raise ValueError(
+                f"{self.name} has {self.num_joints} keypoints, got an array of shape {points.shape}"
+            )
+        return np.einsum("vk,...kd->...vd", self.matrix, points)
+
+    def tracking(self, states: np.ndarray) -> np.ndarray:
+        """Per-keypoint NTU states (..., K) in 0/1/2 -> NTU joints' states (..., 25).
+
+        A joint is as trusted as the least trusted keypoint it is made of, and a derived joint
+        is at most inferred."""
+        states = np.asarray(states, dtype=np.int64)
+        uses = self.matrix != 0  # (25, K)
+        worst = np.where(uses, states[..., None, :], TRACKED).min(axis=-1)
+        return np.where(self.derived, np.minimum(worst, INFERRED), worst)
+
+
+def scores_to_tracking(
+    scores: np.ndarray, tracked: float = 0.5, inferred: float = 0.2
+) -> np.ndarray:
+    """Estimator confidences or visibilities (...,) in [0, 1] -> NTU states: ``tracked`` and
+    above 2, ``inferred`` and above 1, below 0 (NaN counts as not tracked)."""
+    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-1.0)
+    return np.where(scores >= tracked, TRACKED, np.where(scores >= inferred, INFERRED, 0))
+
+
+COCO17 = JointLayout("COCO-17", COCO_JOINTS, COCO_TO_NTU_RECIPE, frozenset(_COCO_DERIVED_SINGLE))
+BLAZEPOSE33 = JointLayout("BlazePose-33", BLAZEPOSE_JOINTS, BLAZEPOSE_TO_NTU_RECIPE)
+#: Layouts by name (what an estimator reports it produces).
+JOINT_LAYOUTS: dict[str, JointLayout] = {"coco17": COCO17, "blazepose33": BLAZEPOSE33}
