@@ -548,6 +548,14 @@ def choose_continual(requested: bool | None, engine: str, source: ModelSource) -
         return True, "continual inference (asked for)"
     if requested is False or engine != "auto":
         return False, ""
+    if reason is None and resolve_backend("auto", source) not in ("onnxruntime-cpu", "torch-cpu"):
+        # Measured on an H200 (bench/bench_continual.py, reference ST-GCN, T=300): the whole
+        # window takes 3.0 ms and a continual step of 4 frames 4.7 ms (small kernels, launch
+        # bound), so a GPU gains nothing per frame and the regular path has no 76-frame delay.
+        return False, (
+            "auto: the regular window path on the GPU (a whole window costs about as much "
+            "there as a continual step; --continual to run it anyway)"
+        )
     if reason is None:
         return True, (
             "auto: continual inference (an ST-GCN on 'pad' windows: one small step per 4 "

@@ -409,10 +409,13 @@ def test_one_state_per_body_reset_when_lost_replaced_or_at_a_clip_boundary():
     assert exact and frames == 4 and body in (1, 4) and probs.shape == (60,)
 
 
-def test_auto_chooses_continual_when_the_model_can_run_it():
+def test_auto_chooses_continual_when_the_model_can_run_it(monkeypatch):
+    from engines import backends
     from engines.backends import ModelSource, choose_continual
     from xmkd.config import synthetic_input_spec
 
+    cpu_only = {name: None if name.endswith("-cpu") else "no GPU" for name in backends.AUTO_ORDER}
+    monkeypatch.setattr(backends, "availability", lambda: dict(cpu_only))
     source = pad_source()
     use, why = choose_continual(None, "auto", source)
     assert use and why.startswith("auto: continual inference")
@@ -429,6 +432,22 @@ def test_auto_chooses_continual_when_the_model_can_run_it():
     assert "'resize'" in why
     with pytest.raises(XmkdError, match=r"^--continual: this model cannot run continually"):
         choose_continual(True, "auto", resized)
+
+
+def test_auto_keeps_the_regular_path_on_a_gpu(monkeypatch):
+    """On a GPU a continual step costs about what a whole window does (H200: 4.7 vs 3.0 ms),
+    so auto keeps the regular path there; --continual still runs it."""
+    from engines import backends
+    from engines.backends import choose_continual
+
+    source = pad_source()
+    for gpu in ("torch-cuda", "tensorrt"):
+        up = {name: None if name in (gpu, "torch-cpu", "onnxruntime-cpu") else "no" for name in
+              backends.AUTO_ORDER}  # fmt: skip
+        monkeypatch.setattr(backends, "availability", lambda up=up: dict(up))
+        use, why = choose_continual(None, "auto", source)
+        assert not use and why.startswith("auto: the regular window path on the GPU")
+        assert choose_continual(True, "auto", source)[0]
 
 
 def test_live_continual_json_runs_end_to_end(generated_ntu_samples, tmp_path, monkeypatch, capsys):
