@@ -97,6 +97,13 @@ for _kind in (
         "file",
     ),
     SourceKind("kinect", "capture.kinect:kinect_sources", '"kinect[:INDEX[,INDEX...]]"'),
+    SourceKind(
+        "video",
+        "capture.camera:VideoSource.from_options",
+        '"video:FILE" (any video OpenCV reads, poses by a camera-only estimator)',
+        "file",
+    ),
+    SourceKind("webcam", "capture.camera:WebcamSource.from_options", '"webcam[:N]"'),
 ):
     register_kind(_kind)
 

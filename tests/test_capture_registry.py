@@ -19,6 +19,8 @@ KIND_MODULES = (
     "capture.kinect",
     "capture.bodytracking",
     "capture.recorder",
+    "capture.camera",
+    "capture.lifting",
 )
 
 
@@ -59,10 +61,12 @@ def test_capture_source_keeps_every_name_callers_use():
         assert getattr(source, name) is getattr(frames, name)
     for name in ("open_source", "open_sources", "parse_spec", "SPEC_HELP"):
         assert getattr(source, name) is getattr(registry, name)
-    assert source.SPEC_HELP == (
+    assert source.SPEC_HELP.startswith(
         'a source is "synthetic[:preset]", "ntu:PATH" (a .skeleton file or a folder), '
-        '"mkv:PATH" (an Azure Kinect recording) or "kinect[:INDEX[,INDEX...]]", optionally '
-        'followed by "?key=value&..." options'
+        '"mkv:PATH" (an Azure Kinect recording), "kinect[:INDEX[,INDEX...]]", "video:FILE"'
+    )
+    assert source.SPEC_HELP.endswith(
+        ' or "webcam[:N]", optionally followed by "?key=value&..." options'
     )
 
 
