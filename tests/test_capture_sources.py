@@ -52,8 +52,8 @@ def test_drop_counter_counts_gaps_over_one_and_a_half_periods():
 
 
 def test_unknown_source_and_options_are_one_sentence_errors():
-    with pytest.raises(XmkdError, match="unknown source 'webcam'"):
-        open_source("webcam")
+    with pytest.raises(XmkdError, match="unknown source 'lidar'"):
+        open_source("lidar")  # (webcam is a kind now: capture.camera)
     with pytest.raises(XmkdError, match="needs a path"):
         open_source("ntu")
     with pytest.raises(XmkdError, match="unknown option"):
