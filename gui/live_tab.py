@@ -120,6 +120,14 @@ def load_classifier(
     source = (
         ModelSource.from_onnx(path) if path.suffix == ".onnx" else ModelSource.from_checkpoint(path)
     )
+    if continual:
+        from engines.continual import continual_reason
+        from xmkd.errors import XmkdError
+
+        # choose_continual names the command line's --continual; the tab names its switch
+        reason = continual_reason(source)
+        if reason is not None:
+            raise XmkdError(f"continual on: {path.name} cannot run continually: {reason}")
     use_continual, why = choose_continual(continual, engine, source)
     if use_continual:
         backend = open_continual(engine, source)

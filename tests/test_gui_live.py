@@ -171,3 +171,65 @@ def test_live_tab_offers_the_demos_model_and_the_one_just_distilled(
     again.live.models.activated.emit(0)
     assert again.live.model_path.text() == str(demo.resolve())
     again.close()
+
+
+@pytest.fixture(scope="module")
+def pad_checkpoint(tmp_path_factory):
+    """A narrow ST-GCN on "pad" windows (frames as they come): a model that runs continually."""
+    import torch
+
+    from xmkd.checkpoint import StreamInfo, make_checkpoint, save_checkpoint
+    from xmkd.models import build_student
+    from xmkd.preprocess import InputSpec
+
+    torch.manual_seed(0)
+    spec = InputSpec(window=32, fit="pad", center="frame", num_persons=1)
+    student = ("stgcn", {"width": 0.125}, build_student("stgcn", len(CLASS_NAMES), width=0.125))
+    path = tmp_path_factory.mktemp("pad") / "pad.pt"
+    stream = StreamInfo(clip_frames=32, fps=30.0)
+    save_checkpoint(
+        path, make_checkpoint("students", [student], CLASS_NAMES, spec.to_dict(), stream=stream)
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "choice, engine, continual",
+    [("on", "torch-cpu", True), ("off", "torch-cpu", False), ("auto", "auto", True)],
+)
+def test_continual_switch_reaches_the_classifier(
+    qtbot, tab, pad_checkpoint, generated_ntu_samples, choice, engine, continual
+):
+    """The Live tab's continual combo decides the classifier's mode for a model that can run
+    continually: on -> continual, off -> the whole window, auto (engine auto) -> continual."""
+    tab.picker.kind.setCurrentIndex(1)
+    tab.picker.path.setText(str(generated_ntu_samples[0]))  # 82 frames: fast steps + clip end
+    tab.model_path.setText(str(pad_checkpoint))
+    tab.engine.setCurrentText(engine)
+    tab.continual.setCurrentText(choice)
+    tab.start_button.click()
+    worker = tab.worker
+    wait_until(qtbot, lambda: worker.classifier is not None, 60, "classifier loaded")
+    assert worker.classifier.continual is continual
+    wait_until(qtbot, lambda: tab.predictions >= 1, 30, "a prediction")
+    status = tab.engine_status.text()
+    assert ("continual on " in status) is continual, status
+    if choice == "auto":
+        assert "auto: continual inference" in status
+    assert not tab.message.text()
+
+
+def test_continual_on_for_a_resized_model_is_refused_in_one_sentence(qtbot, tab, checkpoint):
+    """ "on" with a model on resampled windows (it cannot run continually): one sentence in the
+    tab's message line naming the model and why, nothing running."""
+    tab.picker.kind.setCurrentIndex(0)
+    tab.model_path.setText(str(checkpoint))
+    tab.engine.setCurrentText("torch-cpu")
+    tab.continual.setCurrentText("on")
+    tab.start_button.click()
+    wait_until(qtbot, lambda: not tab.is_running(), 60, "worker ended")
+    text = tab.message.text()
+    assert "cannot run continually" in text and "'resize'" in text, text
+    assert checkpoint.name in text and "--continual" not in text, text
+    assert "Traceback" not in text and "\n" not in text
+    assert tab.predictions == 0 and tab.start_button.isEnabled()
