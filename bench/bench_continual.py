@@ -24,7 +24,8 @@ vs continual mode, on torch-cpu and onnxruntime-cpu at the reference width and w
 frame-to-prediction latency p50/p99 and the frames per second each sustains.
 
     python bench/bench_continual.py            # all configurations
-    python bench/bench_continual.py --quick    # fewer repetitions (under two minutes on 2 cores)
+    python bench/bench_continual.py --quick    # fewer repetitions, the preset's width at 1 thread
+                                               # only, 120 streamed frames (under two minutes)
 """
 
 from __future__ import annotations
@@ -86,9 +87,10 @@ def main() -> int:
         ["torch-cuda"] if torch.cuda.is_available() else []
     )
     threads_list = [1, 2]
-    budget = 4.0 if args.quick else 30.0
+    budget = 2.5 if args.quick else 30.0
     full_reps, step_reps = (3, 20) if args.quick else (15, 300)
     tmp = Path(tempfile.mkdtemp(prefix="bench-continual-"))
+    began = time.perf_counter()
     rows = []
     speedup = None
     print(
@@ -116,7 +118,10 @@ def main() -> int:
             f_step = flops(lambda c=cont, x=chunk, s=state: c(x, *s))
             f_exact = f_step + flops(lambda c=cont, s=state: c.flush(ContinualState(tuple(s))))
             for backend in backends:
-                for threads in threads_list if backend.endswith("cpu") else [threads_list[-1]]:
+                threads_here = threads_list if backend.endswith("cpu") else [threads_list[-1]]
+                if args.quick and width != 1.0:
+                    threads_here = threads_here[:1]  # --quick: 2 threads at the reference width
+                for threads in threads_here:
                     torch.set_num_threads(threads)
                     fns: dict[str, object] = {}
                     if backend.startswith("torch"):
@@ -196,7 +201,9 @@ def main() -> int:
                     if backend == "torch-cpu" and threads == 1 and width == 1.0 and window == 300:
                         speedup = ratio
                     print(
-                        f"  done {backend} threads {threads} width {width} T={window}", flush=True
+                        f"  done {backend} threads {threads} width {width} T={window} "
+                        f"({time.perf_counter() - began:.0f} s)",
+                        flush=True,
                     )
     print()
     print(
@@ -238,7 +245,7 @@ def streaming(tmp: Path, quick: bool) -> None:
         stream=StreamInfo(clip_frames=300, fps=30.0),
         exporter="torchscript",
     )
-    frames = 160 if quick else 400
+    frames = 120 if quick else 400
 
     def frame(t: int) -> Frame:
         joints = np.zeros((25, 3))
