@@ -4,8 +4,8 @@ Sources are opened from a spec string ``kind[:arg][?key=value&...]``; the kind n
 this registry, which says where its factory lives as ``"module:attribute"`` and imports it only
 when a source of that kind is opened. Kinds import the types of `capture.frames` and nothing of
 this module, so the registry and the kinds never import each other in a circle, and a kind with
-heavy or optional dependencies (pyk4a, PyAV, OpenCV's capture, MediaPipe) costs nothing until it
-is used. A new kind is one `register_kind` call (the built-in ones are below).
+heavy or optional dependencies (pyk4a, pyorbbecsdk, PyAV, OpenCV's capture, MediaPipe) costs
+nothing until it is used. A new kind is one `register_kind` call (the built-in ones are below).
 
 Options after the path/preset are ``?key=value&...`` (e.g. ``ntu:clips/?realtime=0``,
 ``synthetic:demo?fps=30&width=1280&height=720``); each kind documents its own and pops what it
@@ -102,6 +102,11 @@ for _kind in (
         "capture.camera:VideoSource.from_options",
         '"video:FILE" (any video OpenCV reads, poses by a camera-only estimator)',
         "file",
+    ),
+    SourceKind(
+        "orbbec",
+        "capture.orbbec:orbbec_sources",
+        '"orbbec[:INDEX[,INDEX...]]" (Orbbec Femto/Gemini through pyorbbecsdk2)',
     ),
     SourceKind("webcam", "capture.camera:WebcamSource.from_options", '"webcam[:N]"'),
 ):
