@@ -33,8 +33,9 @@ What is used of the SDK, per device:
   overrides the mode for every device given. Software triggering is not used.
 
 Spec: ``orbbec[:INDEX[,INDEX...]][?width=1280&height=720&fps=30&align=sw&sync=...&
-skeleton=lifted&estimator=NAME&mirror=1&timeout=2000]``; ``skeleton=none`` records colour and
-depth without skeletons (no estimator needed).
+skeleton=lifted&pose_model=FILE&det_model=FILE&mirror=1&timeout=2000]``: the 2D estimator is
+`capture.pose2d`'s RTMPose (``pose_model``/``det_model``/``pose_threads`` as for
+``kinect:N?skeleton=lifted``); ``skeleton=none`` records colour and depth without skeletons.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,9 @@ from capture.bodyids import BodyIds
 from capture.camera import EstimatorWorker, _copy_body
 from capture.frames import Body, Frame, Source, host_clock_ns, option_bool, option_num
 from capture.lifting import DepthLifter, Intrinsics
+from capture.pose2d import RGBD, Estimator2D, rtmpose_spec
 from xmkd.errors import XmkdError, require
-from xmkd.skeleton import COCO17, JointLayout, mirror_pixels, scores_to_tracking
+from xmkd.skeleton import mirror_pixels
 
 ORBBEC_HINT = (
     "install Orbbec's Python SDK v2 with: pip install pyorbbecsdk2 (or pip install "
@@ -109,55 +111,24 @@ def list_devices() -> list[dict[str, Any]]:
 
 
 # ---- the depth-lifted estimator ---------------------------------------------------------------
-@runtime_checkable
-class KeypointEstimator(Protocol):
-    """A 2D pose estimator: a BGR image (not mirrored) -> one ``(keypoints (K, 2) pixels,
-    scores (K,) in [0, 1] or None)`` per person, in the keypoint order of ``layout``."""
+class AlignedDepthLiftedEstimator:
+    """2D keypoints (`capture.pose2d.Estimator2D`) lifted with depth already aligned to the
+    colour image and the colour intrinsics (`DepthLifter`): ``estimate(RGBD)`` gives NTU bodies,
+    so `EstimatorWorker` runs it off the capture thread like any other estimator. (The Azure
+    Kinect's `capture.pose2d.DepthLiftedEstimator` instead moves the depth camera's image into
+    the colour camera with the Kinect calibration; Orbbec's SDK aligns it already.) Colour pixels
+    are the unmirrored image's, as `capture.camera.Estimator` says; keypoints whose depth is not
+    trusted are "inferred", keypoints the estimator scored low stay as the score says."""
 
-    name: str
-    layout: JointLayout
+    def __init__(self, estimator: Estimator2D, camera: Intrinsics, radius: int = 4):
+        self.estimator = estimator
+        self.name = f"{estimator.name}+depth"
+        self.lifter = DepthLifter(camera, estimator.layout, radius=radius, mirrored=False)
 
-    def estimate(self, image: np.ndarray) -> list[Any]: ...
-
-    def close(self) -> None: ...
-
-
-def _person(result: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """One person of a `KeypointEstimator`: a ``(keypoints, scores)`` pair or an object with
-    ``keypoints`` and ``scores`` attributes."""
-    if isinstance(result, tuple):
-        keypoints, scores = result
-    else:
-        keypoints, scores = result.keypoints, getattr(result, "scores", None)
-    return np.asarray(keypoints, dtype=np.float64), None if scores is None else np.asarray(scores)
-
-
-@dataclass(frozen=True)
-class RGBD:
-    """One colour image and the depth aligned to it (uint16 mm), both as the camera sees them."""
-
-    color: np.ndarray
-    depth: np.ndarray
-
-
-class DepthLiftedEstimator:
-    """2D keypoints + aligned depth -> NTU-25 bodies in metres (an `capture.camera.Estimator`
-    whose ``estimate`` takes an `RGBD` pair, so `EstimatorWorker` runs it off the capture
-    thread like any other). Colour pixels are the unmirrored image's, as the Estimator protocol
-    says; keypoints whose depth is not trusted are "inferred" (`DepthLifter`)."""
-
-    def __init__(self, keypoints: KeypointEstimator, camera: Intrinsics, **lifter: Any):
-        self.keypoints = keypoints
-        self.name = f"{keypoints.name} lifted with depth"
-        layout = getattr(keypoints, "layout", COCO17)
-        self.lifter = DepthLifter(camera, layout, mirrored=False, **lifter)
-
-    def estimate(self, image: RGBD) -> list[Body]:
+    def estimate(self, rgbd: RGBD) -> list[Body]:
         bodies = []
-        for result in self.keypoints.estimate(image.color):
-            keypoints, scores = _person(result)
-            states = None if scores is None else scores_to_tracking(scores)
-            lifted = self.lifter.lift(keypoints, image.depth, states)
+        for person in self.estimator.estimate2d(rgbd.color):
+            lifted = self.lifter.lift(person.keypoints, rgbd.depth, person.states())
             if lifted is None:
                 continue
             body = lifted.body
@@ -168,23 +139,7 @@ class DepthLiftedEstimator:
         return bodies
 
     def close(self) -> None:
-        self.keypoints.close()
-
-
-def make_keypoint_estimator(name: str | None) -> KeypointEstimator:
-    """The 2D keypoint estimator ``?estimator=NAME`` chooses, from `capture.pose2d`; one
-    sentence when that module or the estimator cannot load."""
-    try:
-        from capture import pose2d  # the 2D estimators (RTMPose ONNX, ...)
-    except ImportError:
-        raise XmkdError(
-            "skeleton=lifted needs a 2D pose estimator (capture.pose2d), which this xmkd does "
-            "not have; use skeleton=none to record colour and depth without skeletons"
-        ) from None
-    factory = getattr(pose2d, "make_estimator", None)
-    if factory is None:
-        raise XmkdError("capture.pose2d has no make_estimator(name) to build a 2D estimator")
-    return factory(name) if name else factory()
+        self.estimator.close()
 
 
 # ---- the source -------------------------------------------------------------------------------
@@ -198,8 +153,7 @@ class OrbbecConfig:
     align: str = "sw"  # sw: AlignFilter on the host | hw: the device's D2C
     sync: str = "standalone"  # standalone | primary | secondary | free
     depth_delay_usec: int = 0
-    skeleton: str = "lifted"  # lifted | none
-    estimator: str | None = None  # capture.pose2d's name; None: its default
+    skeleton: str = "lifted"  # lifted (2D keypoints + depth) | none
     mirror: bool = True
     timeout_ms: int = 2000
 
@@ -278,17 +232,21 @@ class OrbbecSource(Source):
         index: int = 0,
         camera: int = 1,
         config: OrbbecConfig | None = None,
-        keypoints: KeypointEstimator | None = None,
+        pose2d: Estimator2D | None = None,
         max_frames: int | None = None,
     ):
+        """``pose2d``: the 2D estimator whose keypoints are lifted (``skeleton=lifted``; one
+        per device, each runs on its device's estimator thread)."""
         super().__init__(camera=camera, max_frames=max_frames)
         self.index = int(index)
         self.config = config or OrbbecConfig()
         self.fps = float(self.config.fps)
-        self.keypoints: KeypointEstimator | None = None
-        if self.config.skeleton == "lifted":
-            # loaded now so a missing estimator is one sentence before anything is recorded
-            self.keypoints = keypoints or make_keypoint_estimator(self.config.estimator)
+        if self.config.skeleton == "lifted" and pose2d is None:
+            raise XmkdError(
+                "an Orbbec source with skeleton=lifted needs a 2D pose estimator "
+                "(orbbec:N?skeleton=lifted&pose_model=FILE); skeleton=none records without"
+            )
+        self.pose2d = pose2d if self.config.skeleton == "lifted" else None
         self.serial: str | None = None
         self.name: str | None = None
         self.intrinsics: Intrinsics | None = None
@@ -301,7 +259,7 @@ class OrbbecSource(Source):
     @property
     def description(self) -> str:
         serial = f" {self.serial}" if self.serial else ""
-        skeleton = "no skeletons" if self.keypoints is None else f"{self.keypoints.name} lifted"
+        skeleton = "no skeletons" if self.pose2d is None else f"{self.pose2d.name} lifted"
         c = self.config
         return (
             f"orbbec #{self.index}{serial} ({c.width}x{c.height}, {c.fps} fps, "
@@ -386,8 +344,8 @@ class OrbbecSource(Source):
             pipeline.stop()
             self._pipeline = None
             raise
-        if self.keypoints is not None:
-            lifted = DepthLiftedEstimator(self.keypoints, self.intrinsics)
+        if self.pose2d is not None:
+            lifted = AlignedDepthLiftedEstimator(self.pose2d, self.intrinsics)
             self._worker = EstimatorWorker(lifted, self._ids)  # type: ignore[arg-type]
 
     def _profile(self, ob: Any, pipeline: Any, sensor: Any, what: str) -> Any:
@@ -412,8 +370,8 @@ class OrbbecSource(Source):
         if self._pipeline is not None:
             self._pipeline.stop()
             self._pipeline = None
-        if self.keypoints is not None:
-            self.keypoints.close()
+        if self.pose2d is not None:
+            self.pose2d.close()
 
     def _wait(self) -> Any:
         """The next frame set; one sentence when none came for ``timeout_ms`` (unplugged)."""
@@ -495,11 +453,11 @@ def orbbec_sources(
         "fps": option_num(options, "fps", 30),
         "align": options.pop("align", "sw"),
         "skeleton": options.pop("skeleton", "lifted"),
-        "estimator": options.pop("estimator", None),
         "mirror": option_bool(options, "mirror", True),
         "timeout_ms": option_num(options, "timeout", 2000),
     }
-    keypoints = overrides.pop("keypoints", None)
+    lifted = str(base["skeleton"]).lower() == "lifted" and "pose2d" not in overrides
+    spec = rtmpose_spec(options) if lifted else None  # a missing model: one sentence now
     sources: list[OrbbecSource] = []
     for k, index in enumerate(indices):
         if sync:
@@ -511,9 +469,9 @@ def orbbec_sources(
             depth_delay_usec=SECONDARY_DELAY_STEP_USEC * k if mode == "secondary" else 0,
             **base,
         )
-        sources.append(
-            OrbbecSource(index, first_camera + k, config, keypoints=keypoints, **overrides)
-        )
+        if spec is not None:  # one estimator per device: each runs on its device's worker
+            overrides = {**overrides, "pose2d": spec.build()}
+        sources.append(OrbbecSource(index, first_camera + k, config, **overrides))
     if len(indices) > 1:
         ob = _pyorbbecsdk()
         _context(ob).enable_multi_device_sync(CLOCK_SYNC_INTERVAL_MS)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from capture.lifting import Intrinsics
-from capture.orbbec import RGBD, DepthLiftedEstimator, OrbbecSource, list_devices
+from capture.orbbec import AlignedDepthLiftedEstimator, OrbbecSource, list_devices
+from capture.pose2d import RGBD, Person2D
 from capture.registry import open_source, open_sources
 from tests.fakes.orbbec import FakeOrbbecDevice, OBFormat, install_fake_pyorbbecsdk
 from xmkd.errors import MissingExtraError, XmkdError
@@ -19,8 +20,8 @@ from xmkd.skeleton import COCO17, INFERRED, TRACKED
 
 
 class FixedKeypoints:
-    """A 2D estimator that finds one person at known COCO-17 pixels (all inside the fake's
-    person box but the last one, which lands on the background)."""
+    """A 2D estimator (`capture.pose2d.Estimator2D`) that finds one person at known COCO-17
+    pixels."""
 
     name = "fixed"
     layout = COCO17
@@ -31,9 +32,10 @@ class FixedKeypoints:
         self.calls = 0
         self.closed = False
 
-    def estimate(self, image: np.ndarray) -> list:
+    def estimate2d(self, image: np.ndarray) -> list[Person2D]:
         self.calls += 1
-        return [(self.pixels.copy(), self.scores.copy())]
+        box = np.array([*self.pixels.min(0), *self.pixels.max(0)])
+        return [Person2D(self.pixels.copy(), self.scores.copy(), box)]
 
     def close(self) -> None:
         self.closed = True
@@ -169,7 +171,7 @@ def test_lifted_skeletons_use_the_aligned_depth_and_intrinsics(monkeypatch):
     install_fake_pyorbbecsdk(monkeypatch, [device])
     pixels = _person_pixels()
     estimator = FixedKeypoints(pixels)
-    source = open_source("orbbec:0?width=64&height=48", keypoints=estimator)
+    source = open_source("orbbec:0?width=64&height=48", pose2d=estimator)
     frames = []
     with source:
         for frame in source:
@@ -198,7 +200,8 @@ def test_untrusted_depth_is_inferred():
     depth = np.full((48, 64), 3000, np.uint16)
     depth[8:44, 20:44] = 1500
     depth[int(pixels[9, 1]) - 6 : int(pixels[9, 1]) + 7, int(pixels[9, 0]) - 6 :][:, :13] = 0
-    estimator = DepthLiftedEstimator(FixedKeypoints(pixels), Intrinsics(64, 48, 50, 50, 31.5, 23.5))
+    camera = Intrinsics(64, 48, 50, 50, 31.5, 23.5)
+    estimator = AlignedDepthLiftedEstimator(FixedKeypoints(pixels), camera)
     (body,) = estimator.estimate(RGBD(np.zeros((48, 64, 3), np.uint8), depth))
     lifted = estimator.lifter.lift(pixels, depth)
     assert lifted.states[0] == INFERRED and lifted.states[9] == INFERRED
@@ -268,3 +271,15 @@ def test_bad_options_are_one_sentence(monkeypatch):
         open_source("orbbec:front")
     with pytest.raises(XmkdError, match="unknown option"):
         open_source("orbbec:0?skeleton=none&depth=NFOV_UNBINNED")
+
+
+def test_lifted_skeletons_without_a_pose_model_are_one_sentence(monkeypatch, tmp_path):
+    """skeleton=lifted (the default) needs the RTMPose model file: refused before opening."""
+    monkeypatch.delenv("XMKD_POSE_MODEL", raising=False)
+    install_fake_pyorbbecsdk(monkeypatch, [FakeOrbbecDevice()])
+    with pytest.raises(XmkdError, match="pose_model"):
+        open_source("orbbec:0")
+    with pytest.raises(XmkdError, match="missing.onnx"):
+        open_source(f"orbbec:0?pose_model={tmp_path / 'missing.onnx'}")
+    with pytest.raises(XmkdError, match="needs a 2D pose estimator"):
+        OrbbecSource(0)
