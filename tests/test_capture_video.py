@@ -110,7 +110,7 @@ class FakeEstimator:
         self.calls = 0
         self.closed = False
 
-    def estimate(self, image: np.ndarray) -> list[Body]:
+    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]:
         time.sleep(self.delay)
         self.calls += 1
         shift = float(self.calls)
@@ -183,9 +183,9 @@ def test_xmkd_record_turns_a_video_into_ntu_pairs(tmp_path, monkeypatch):
 
     clip = tmp_path / "clip.avi"
     _write_clip(clip, frames=8)
-    monkeypatch.setitem(ESTIMATORS, "fake", lambda camera: FakeEstimator())
+    monkeypatch.setitem(ESTIMATORS, "fake", lambda static: FakeEstimator())
     out = tmp_path / "rec"
-    code = main(["record", "--source", f"video:{clip}?estimator=fake", "--out", str(out),
+    code = main(["record", "--source", f"video:{clip}?estimator=fake&people=1", "--out", str(out),
                  "--session", "v", "--setup", "1", "--performer", "1", "--no-flow",
                  "--min-free-mb", "1"])  # fmt: skip
     assert code == 0
@@ -270,3 +270,256 @@ def test_a_webcam_runs_its_estimator_off_the_capture_thread(monkeypatch):
     assert elapsed < 30 * 0.06  # not paced by the estimator
     assert dropped > 0 and est.calls < 30
     assert any(f.bodies for f in frames[-5:])
+
+
+# ---- the camera's field of view and several people -------------------------------------------
+class FakePose:
+    """Stands in for ``mediapipe.solutions.pose.Pose``: returns ``result`` for every image."""
+
+    made: list[FakePose] = []
+
+    def __init__(self, static_image_mode: bool, model_complexity: int):
+        self.static = static_image_mode
+        self.result = None
+        FakePose.made.append(self)
+
+    def process(self, rgb):
+        return self.result(rgb.shape[1], rgb.shape[0])
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_mediapipe(monkeypatch):
+    FakePose.made = []
+    mp = SimpleNamespace(__version__="0.10.21", solutions=SimpleNamespace())
+    mp.solutions.pose = SimpleNamespace(Pose=FakePose)
+    monkeypatch.setitem(sys.modules, "mediapipe", mp)
+    return FakePose
+
+
+def test_the_fov_option_places_the_body_with_that_camera(tmp_path, fake_mediapipe):
+    """``?fov=`` used to be read and then ignored (placement always assumed 65 degrees)."""
+    from capture.source import open_source
+
+    clip = tmp_path / "clip.avi"
+    _write_clip(clip, frames=2, size=(64, 48))
+    world, where = _world_pose(), np.array([0.1, 0.2, 3.0])
+    narrow = Intrinsics.default_for(64, 48, 40.0)
+    with open_source(f"video:{clip}?fov=40&people=1") as src:
+        (pose,) = fake_mediapipe.made
+        pose.result = lambda w, h: _fake_result(world, where, narrow)
+        frames = list(src)
+    assert not pose.static  # one person: MediaPipe tracks across frames
+    expect = sk.BLAZEPOSE33.to_ntu(world + where) * np.array([-1.0, -1.0, 1.0])
+    for frame in frames:
+        np.testing.assert_allclose(frame.bodies[0].joints, expect, atol=1e-6)
+    with pytest.raises(XmkdError, match=r"fov=0 must be a field of view of 1\.\.170 degrees"):
+        open_source(f"video:{clip}?fov=0")
+    with pytest.raises(XmkdError, match=r"people=0 must be 1\.\.6"):
+        open_source(f"video:{clip}?people=0")
+
+
+def test_two_people_make_a_static_estimator_behind_the_people_finder(
+    tmp_path, fake_mediapipe, monkeypatch
+):
+    import cv2
+
+    import capture.camera as camera_module
+    from capture.camera import PeopleCrops
+
+    class FakeHog:
+        def __call__(self, image):
+            return []
+
+    real_hog = camera_module.HogPeople
+    monkeypatch.setattr(camera_module, "HogPeople", FakeHog)
+    src = VideoSource(tmp_path / "clip.avi")  # people=2 by default
+    crops = src.estimator.estimator
+    assert isinstance(crops, PeopleCrops) and isinstance(crops.detector, FakeHog)
+    assert crops.max_people == 2 and [p.static for p in fake_mediapipe.made] == [True]
+    # without OpenCV's HOG (opencv-python-headless 5 has none): one sentence, naming the way out
+    monkeypatch.setattr(camera_module, "HogPeople", real_hog)
+    monkeypatch.delattr(cv2, "HOGDescriptor", raising=False)
+    with pytest.raises(MissingExtraError) as err:
+        VideoSource(tmp_path / "clip.avi")
+    assert "opencv-contrib-python" in str(err.value) and "people=1" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+FULL = Intrinsics.default_for(320, 240, 60.0)
+BACKGROUND = 30
+
+
+class Scene:
+    """People (BlazePose world landmarks placed in a camera's space) painted as boxes of their
+    own grey level on a plain background, and a one-person estimator that "sees" the first
+    person whose painted box it finds in an image (a crop or the whole) through the intrinsics
+    it is given, as MediaPipe would: through `mediapipe_body`, i.e. the real placement code."""
+
+    name = "scene"
+
+    def __init__(self, wheres: list[tuple[float, float, float]]):
+        self.people = [(_world_pose() * 0.5, np.array(w)) for w in wheres]
+        self.images_seen: list[tuple[int, int]] = []
+
+    def grey(self, k: int) -> int:
+        return 120 + 60 * k
+
+    def image(self) -> np.ndarray:
+        img = np.full((FULL.height, FULL.width, 3), BACKGROUND, np.uint8)
+        for k, (world, where) in enumerate(self.people):
+            x0, y0, x1, y1 = np.rint(keypoint_box_of(FULL.project(world + where))).astype(int)
+            img[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1] = self.grey(k)
+        return img
+
+    def box(self, k: int) -> np.ndarray:
+        world, where = self.people[k]
+        return keypoint_box_of(FULL.project(world + where))
+
+    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]:
+        assert camera is not None and (camera.width, camera.height) == image.shape[1::-1]
+        self.images_seen.append(image.shape[1::-1])
+        for k, (world, where) in enumerate(self.people):
+            px = camera.project(world + where)
+            hip = np.rint((px[23] + px[24]) / 2).astype(int)
+            inside = 0 <= hip[0] < image.shape[1] and 0 <= hip[1] < image.shape[0]
+            if inside and abs(int(image[hip[1], hip[0], 0]) - self.grey(k)) < 20:  # JPEG'd
+                return [
+                    mediapipe_body(_fake_result(world, where, camera), *camera_size(camera), camera)
+                ]
+        return []
+
+    def expected(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        world, where = self.people[k]
+        joints = sk.BLAZEPOSE33.to_ntu(world + where) * np.array([-1.0, -1.0, 1.0])
+        return joints, sk.BLAZEPOSE33.to_ntu(FULL.project(world + where))
+
+    def close(self) -> None:
+        pass
+
+
+def keypoint_box_of(px: np.ndarray) -> np.ndarray:
+    return np.concatenate([px.min(axis=0), px.max(axis=0)])
+
+
+def camera_size(camera: Intrinsics) -> tuple[int, int]:
+    return camera.width, camera.height
+
+
+def _check_people(bodies: list[Body], scene: Scene, people: list[int]) -> None:
+    assert len(bodies) == len(people)
+    by_x = sorted(bodies, key=lambda b: -b.joints[0, 0])  # NTU +x is the camera's left
+    for body, k in zip(by_x, people, strict=True):
+        joints, pixels = scene.expected(k)
+        np.testing.assert_allclose(body.joints, joints, atol=1e-6)  # full camera's space
+        np.testing.assert_allclose(body.color_px, pixels, atol=1e-6)  # full image's pixels
+        np.testing.assert_allclose(body.depth_px, pixels, atol=1e-6)
+
+
+def test_people_crops_find_two_people_in_the_full_cameras_space():
+    from capture.camera import PeopleCrops
+
+    scene = Scene([(-0.6, 0.1, 3.0), (0.55, 0.0, 3.4)])
+    boxes = [scene.box(1), scene.box(0)]
+    crops = PeopleCrops(scene, max_people=2, detector=lambda image: boxes)
+    bodies = crops.estimate(scene.image(), FULL)
+    _check_people(bodies, scene, [0, 1])
+    # each person was estimated on a crop (smaller than the image), none on the whole image
+    assert len(scene.images_seen) == 2 and all(w < 320 for w, _ in scene.images_seen)
+
+
+def test_people_the_detector_misses_are_found_on_the_rest_of_the_image():
+    from capture.camera import PeopleCrops
+
+    scene = Scene([(-0.6, 0.1, 3.0), (0.55, 0.0, 3.4)])
+    image = scene.image()
+    for detected in ([], [scene.box(1)]):
+        scene.images_seen.clear()
+        crops = PeopleCrops(scene, max_people=2, detector=lambda image, d=detected: d)
+        _check_people(crops.estimate(image, FULL), scene, [0, 1])
+        assert (320, 240) in scene.images_seen  # searched the whole (masked) image
+    # one person in view: one more whole-image search finds nobody and it stops
+    alone = Scene([(0.0, 0.0, 3.0)])
+    crops = PeopleCrops(alone, max_people=2, detector=lambda image: [])
+    _check_people(crops.estimate(alone.image(), FULL), alone, [0])
+    assert len(alone.images_seen) == 2
+    # the same person detected twice is one body; max_people caps the count
+    scene.images_seen.clear()
+    crops = PeopleCrops(scene, max_people=2, detector=lambda image: [scene.box(0), scene.box(0)])
+    _check_people(crops.estimate(image, FULL), scene, [0, 1])
+    crops = PeopleCrops(scene, max_people=1, detector=lambda image: [scene.box(1), scene.box(0)])
+    _check_people(crops.estimate(image, FULL), scene, [1])
+
+
+def test_two_people_in_a_video_keep_their_ids(tmp_path):
+    """Through a video source: two people walking towards each other keep their body IDs, and
+    their pixels are mirrored like NTU's."""
+    import cv2
+
+    from capture.camera import PeopleCrops
+
+    scenes = [Scene([(-0.7 + 0.05 * t, 0.1, 3.0), (0.7 - 0.05 * t, 0.0, 3.2)]) for t in range(6)]
+    clip = tmp_path / "two.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for scene in scenes:
+        writer.write(scene.image())
+    writer.release()
+
+    class Frames:
+        """The scene of the frame being estimated (the detector, called first, moves on)."""
+
+        name = "scene"
+        t = -1
+
+        def estimate(self, image, camera=None):
+            return scenes[self.t].estimate(image, camera)
+
+        def close(self):
+            pass
+
+    frames_est = Frames()
+
+    def detector(image):
+        frames_est.t += 1
+        boxes = [scenes[frames_est.t].box(k) for k in (0, 1)]
+        return boxes[:: 1 if frames_est.t % 2 else -1]  # in either order
+
+    crops = PeopleCrops(frames_est, detector=detector)
+    src = VideoSource(clip, estimator=crops, fov=60.0)
+    with src:
+        frames = list(src)
+    assert len(frames) == 6
+    ids = []
+    for frame, scene in zip(frames, scenes, strict=True):
+        assert len(frame.bodies) == 2
+        left = max(frame.bodies, key=lambda b: b.joints[0, 0])  # the camera's left person
+        _, pixels = scene.expected(0)
+        np.testing.assert_allclose(left.color_px[:, 0], 319 - pixels[:, 0], atol=1e-6)
+        ids.append([b.id for b in sorted(frame.bodies, key=lambda b: -b.joints[0, 0])])
+    assert ids == [[ids[0][0], ids[0][1]]] * 6 and ids[0][0] != ids[0][1]
+
+
+def test_hog_finds_both_synthetic_people_side_by_side():
+    """OpenCV's built-in people detector (no download) on two rendered people. It is in
+    opencv-contrib-python (what the MediaPipe wheel brings), not in opencv-python-headless 5."""
+    import cv2
+
+    from capture.camera import HogPeople
+
+    if not hasattr(cv2, "HOGDescriptor"):
+        pytest.skip(f"OpenCV {cv2.__version__} here has no HOG (opencv-contrib-python has it)")
+    from xmkd.synth import generator as G
+    from xmkd.synth import motion as M
+
+    cfg = G.SynthConfig(classes=10, subjects=(1, 2), width=320, height=480, frames=8)
+    specs = M.action_library(10)
+    halves = [G.make_clip(G.ClipJob(p, v, 1, a), cfg, specs).frames_bgr[0]
+              for p, v, a in ((1, 1, 3), (2, 2, 9))]  # fmt: skip
+    boxes = HogPeople(max_width=320)(np.concatenate(halves, axis=1))
+    assert len(boxes) == 2
+    centres = sorted((b[0] + b[2]) / 2 for b in boxes)
+    assert centres[0] < 320 < centres[1]
+    for box in boxes:
+        assert 200 < box[3] - box[1] < 480  # a whole body's height, not a fragment
