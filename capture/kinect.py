@@ -16,6 +16,13 @@ Spec: ``kinect[:INDEX[,INDEX...]][?resolution=720P&depth=NFOV_UNBINNED&fps=30&sy
 several are given and ``sync`` is not set). ``bt`` is the Body Tracking SDK's processing mode:
 gpu (the SDK's default), cpu, cuda, tensorrt or directml; ``bt=cpu`` tracks without a GPU.
 ``depth=PASSIVE_IR`` gives no depth, so it needs ``bodies=0``.
+
+``skeleton=lifted`` (with ``pose_model=FILE`` and optionally ``det_model=FILE``, see
+`capture.pose2d`) replaces the Body Tracking SDK by RTMPose 2D keypoints lifted with the depth and
+the device's calibration: no k4abt, no GPU. The estimator runs on its own thread per device
+(`capture.camera.EstimatorWorker`); the capture loop hands it the newest capture when it is free
+and never waits for it, so the device is drained at its frame rate and frames carry the latest
+finished estimate.
 """
 
 from __future__ import annotations
@@ -27,9 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from capture.bodyids import BodyIds
 from capture.bodytracking import BodyTracker, TrackerConfig, require_tracking_depth
 from capture.calibration import COLOR_RESOLUTIONS, DEPTH_MODES, Calibration
+from capture.camera import EstimatorWorker, _copy_body
 from capture.frames import Frame, Source, host_clock_ns, option_bool, option_num
+from capture.mkv import skeleton_option
+from capture.pose2d import RGBD, DepthLiftedEstimator, Estimator2D, rtmpose_spec
 from xmkd.errors import XmkdError, require
 
 PYK4A_HINT = (
@@ -124,10 +135,16 @@ class KinectSource(Source):
         camera: int = 1,
         config: KinectConfig | None = None,
         max_frames: int | None = None,
+        pose2d: Estimator2D | None = None,
     ):
+        """``pose2d``: lift this 2D estimator's keypoints with the depth instead of running the
+        Body Tracking SDK (``skeleton=lifted``; ``config.bodies`` still switches skeletons)."""
         super().__init__(camera=camera, max_frames=max_frames)
         self.index = int(index)
         self.config = config or KinectConfig()
+        self.pose2d = pose2d
+        self.lifted: DepthLiftedEstimator | None = None
+        self._worker: EstimatorWorker | None = None
         self.fps = float(self.config.fps)
         self.serial: str | None = None
         self.calibration: Calibration | None = None
@@ -138,10 +155,16 @@ class KinectSource(Source):
     @property
     def description(self) -> str:
         serial = f" {self.serial}" if self.serial else ""
+        lifted = f", {self.pose2d.name} poses lifted with depth" if self.pose2d else ""
         return (
             f"azure-kinect #{self.index}{serial} ({self.config.color_resolution}, "
-            f"{self.config.depth_mode}, {self.config.fps} fps, {self.config.wired_sync})"
+            f"{self.config.depth_mode}, {self.config.fps} fps, {self.config.wired_sync}{lifted})"
         )
+
+    @property
+    def estimator_dropped(self) -> int:
+        """Captures the lifted estimator had no time for (they carry the previous estimate)."""
+        return self._worker.dropped if self._worker is not None else 0
 
     def _open(self) -> None:
         pyk4a = _pyk4a()
@@ -164,7 +187,10 @@ class KinectSource(Source):
             self.calibration_raw, self.config.depth_mode, self.config.color_resolution,
             source=f"Azure Kinect {self.serial} calibration",
         )  # fmt: skip
-        if self.config.bodies:
+        if self.config.bodies and self.pose2d is not None:
+            self.lifted = DepthLiftedEstimator(self.pose2d, self.calibration)
+            self._worker = EstimatorWorker(self.lifted, BodyIds())  # type: ignore[arg-type]
+        elif self.config.bodies:
             try:
                 self.tracker = BodyTracker(
                     self.calibration_raw,
@@ -177,6 +203,9 @@ class KinectSource(Source):
                 raise
 
     def _close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None
@@ -237,6 +266,10 @@ class KinectSource(Source):
     def _frame(self, index: int, capture: Any, bodies: list) -> Frame:
         color = capture.color
         depth = capture.depth
+        if self._worker is not None and color is not None and depth is not None:
+            # the worker's own copies (pyk4a may reuse the buffers); handing over never waits
+            self._worker.submit(index, RGBD(color[:, :, :3].copy(), depth.copy()))  # type: ignore[arg-type]
+            bodies = [_copy_body(b) for b in self._worker.latest()[1]]
         if color is not None:
             color = np.ascontiguousarray(color[:, ::-1, :3])  # BGRA -> BGR, mirrored
         device_usec = capture.depth_timestamp_usec if depth is not None else None
@@ -272,6 +305,8 @@ def kinect_sources(
         "bodies": option_bool(options, "bodies", True),
     }
     bt_mode = options.pop("bt", None)  # k4abt processing mode: gpu | cpu | cuda | tensorrt | ...
+    lifted = skeleton_option(options) == "lifted" and "pose2d" not in overrides
+    spec = rtmpose_spec(options) if lifted else None  # a missing model: one sentence now
     sources: list[KinectSource] = []
     for k, index in enumerate(indices):
         if sync:
@@ -285,5 +320,7 @@ def kinect_sources(
             tracker=tracker,
             **base,
         )
+        if spec is not None:  # one estimator per device: each runs on its device's worker
+            overrides = {**overrides, "pose2d": spec.build()}
         sources.append(KinectSource(index, camera=first_camera + k, config=config, **overrides))
     return sorted(sources, key=lambda s: s.config.wired_sync == "master")

@@ -6,7 +6,10 @@ big-endian, decoded as gray16be), an IMU track and a ``calibration.json`` attach
 are microseconds from the recording start; ``pts + K4A_START_OFFSET_NS / 1000`` is the device
 timestamp. Colour and depth frames are mirrored horizontally like NTU's videos. Skeletons come
 from the Body Tracking SDK when it is installed (`capture.bodytracking`); without it the source
-still plays and says once (logging) that skeletons need the SDK.
+still plays and says once (logging) that skeletons need the SDK. With ``?skeleton=lifted`` they
+come from a 2D pose estimator lifted with the recording's depth and calibration instead
+(`capture.pose2d.DepthLiftedEstimator`, no Body Tracking SDK): every frame in order by default,
+off the playback thread with ``realtime=1`` (frames it has no time for carry the last estimate).
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from capture.bodyids import BodyIds
 from capture.bodytracking import BodyTracker, TrackerConfig, try_body_tracker
 from capture.calibration import Calibration
+from capture.camera import EstimatorWorker, _copy_body, assign_ids
 from capture.frames import Frame, Pacer, Source, host_clock_ns, option_bool
+from capture.pose2d import RGBD, DepthLiftedEstimator, Estimator2D, rtmpose_from_options
 from xmkd.errors import FormatError, XmkdError
 
 log = logging.getLogger(__name__)
@@ -34,9 +40,10 @@ def _track_of(container: Any, title: str) -> Any | None:
 
 
 class MKVSource(Source):
-    """Plays an Azure Kinect MKV: ``mkv:PATH[?realtime=1&bodies=1&mirror=1&camera=N&bt=gpu]``
-    (``bt``: the Body Tracking SDK's processing mode, gpu | cpu | cuda | tensorrt | directml;
-    ``bt=cpu`` tracks without a GPU)."""
+    """Plays an Azure Kinect MKV: ``mkv:PATH[?realtime=1&bodies=1&mirror=1&camera=N&bt=gpu
+    &skeleton=sdk|lifted&pose_model=FILE&det_model=FILE]`` (``bt``: the Body Tracking SDK's
+    processing mode, gpu | cpu | cuda | tensorrt | directml; ``bt=cpu`` tracks without a GPU;
+    ``skeleton=lifted``: RTMPose 2D keypoints lifted with the depth, see `capture.pose2d`)."""
 
     kind = "azure-kinect-recording"
 
@@ -49,7 +56,10 @@ class MKVSource(Source):
         mirror: bool = True,
         tracker_config: TrackerConfig | None = None,
         max_frames: int | None = None,
+        pose2d: Estimator2D | None = None,
     ):
+        """``pose2d``: lift this 2D estimator's keypoints with the depth instead of running the
+        Body Tracking SDK (what ``skeleton=lifted`` gives)."""
         super().__init__(camera=camera, max_frames=max_frames)
         self.path = Path(path)
         self.realtime = realtime
@@ -57,6 +67,10 @@ class MKVSource(Source):
         self.mirror = mirror
         self.tracker_config = tracker_config
         self.tracker: BodyTracker | None = None
+        self.pose2d = pose2d
+        self.lifted: DepthLiftedEstimator | None = None
+        self._worker: EstimatorWorker | None = None
+        self._ids = BodyIds()
         self.calibration: Calibration | None = None
         self.calibration_json: str | None = None
         self.tags: dict[str, str] = {}
@@ -75,12 +89,20 @@ class MKVSource(Source):
         bt_mode = options.pop("bt", None)
         if bt_mode is not None:
             kwargs["tracker_config"] = TrackerConfig(processing_mode=bt_mode)
+        if skeleton_option(options) == "lifted" and "pose2d" not in overrides:
+            kwargs["pose2d"] = rtmpose_from_options(options)  # a missing model: one sentence now
         kwargs.update(overrides)
         return cls(arg, camera=camera, **kwargs)
 
     @property
     def description(self) -> str:
-        return f"Azure Kinect recording {self.path}"
+        how = f" ({self.pose2d.name} poses lifted with depth)" if self.pose2d else ""
+        return f"Azure Kinect recording {self.path}{how}"
+
+    @property
+    def estimator_dropped(self) -> int:
+        """Frames the lifted estimator had no time for (they carry the previous estimate)."""
+        return self._worker.dropped if self._worker is not None else 0
 
     def _open(self) -> None:
         import av
@@ -115,8 +137,21 @@ class MKVSource(Source):
                 color_res,
                 source=f"{self.path} (calibration.json)",
             )
-        if self.want_bodies and self.tracker is None:
+        if self.want_bodies and self.pose2d is not None:
+            self._open_lifted()
+        elif self.want_bodies and self.tracker is None:
             self.tracker = self._make_tracker(depth_mode, color_res)
+
+    def _open_lifted(self) -> None:
+        assert self.pose2d is not None
+        if self._color is None or self._depth is None or self.calibration is None:
+            raise XmkdError(
+                f"{self.path}: skeleton=lifted needs the COLOR and DEPTH tracks and the "
+                "calibration, and the recording lacks one"
+            )
+        self.lifted = DepthLiftedEstimator(self.pose2d, self.calibration)
+        if self.realtime:
+            self._worker = EstimatorWorker(self.lifted, self._ids)  # type: ignore[arg-type]
 
     def _make_tracker(self, depth_mode: str, color_res: str) -> BodyTracker | None:
         if self._depth is None or self._ir is None or not self.calibration_json:
@@ -136,6 +171,9 @@ class MKVSource(Source):
         return tracker
 
     def _close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None
@@ -182,6 +220,8 @@ class MKVSource(Source):
         bodies = []
         if self.tracker is not None and depth is not None and ir is not None:
             bodies = self.tracker.track_images(depth, ir, device_usec)
+        elif self.lifted is not None and color is not None and depth is not None:
+            bodies = self._lifted_bodies(index, RGBD(color, depth))
         if self.mirror:  # NTU's videos are mirrored; the body pixels already are
             color = None if color is None else np.ascontiguousarray(color[:, ::-1])
             depth = None if depth is None else np.ascontiguousarray(depth[:, ::-1])
@@ -194,6 +234,24 @@ class MKVSource(Source):
             host_nsec=host_clock_ns(),
             camera=self.camera,
         )
+
+    def _lifted_bodies(self, index: int, rgbd: RGBD) -> list:
+        """Bodies of this capture (their pixels already mirrored like NTU's): estimated now when
+        playing as fast as possible, else the worker's latest estimate."""
+        assert self.lifted is not None
+        if self._worker is None:
+            return assign_ids(self.lifted.estimate(rgbd), self._ids)
+        self._worker.submit(index, rgbd)  # type: ignore[arg-type]
+        return [_copy_body(b) for b in self._worker.latest()[1]]
+
+
+def skeleton_option(options: dict[str, str]) -> str:
+    """The ``skeleton`` source option: ``sdk`` (the Body Tracking SDK, the default) or
+    ``lifted`` (2D keypoints lifted with depth); pops it."""
+    value = options.pop("skeleton", "sdk").strip().lower()
+    if value not in ("sdk", "lifted"):
+        raise XmkdError(f"source option skeleton={value!r} must be sdk or lifted")
+    return value
 
 
 def group_captures(

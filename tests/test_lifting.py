@@ -207,3 +207,33 @@ def test_default_intrinsics_and_wrong_layouts():
     np.testing.assert_allclose(cam.unproject(cam.project(p), p[:, 2]), p)
     with pytest.raises(ValueError, match="COCO-17 has 17 keypoints, got 33"):
         DepthLifter(cam, sk.COCO17).lift(np.zeros((33, 2)), np.zeros((720, 1280), np.uint16))
+
+
+def test_depth_near_keypoints_equals_the_whole_transformation_there(kinect_dir):
+    """Lifting needs the aligned depth only around the keypoints: transforming just the depth
+    pixels that can land there (the live path) gives exactly the whole image's values there."""
+    from capture import lifting
+    from capture.calibration import Calibration
+    from capture.mkv import MKVSource
+
+    src = MKVSource(kinect_dir / "azure-kinect-720p-nfov-1capture.mkv", bodies=False, mirror=False)
+    with src:
+        depth = next(iter(src)).depth
+    calib = src.calibration
+    full = depth_to_color(np.where(depth >= 250, depth, 0), calib)  # no joint is that close
+    rng = np.random.default_rng(5)
+    near = np.column_stack([rng.uniform(-20, 1300, 40), rng.uniform(-20, 740, 40)])
+    near[0] = (np.nan, np.nan)  # a keypoint the estimator did not place
+    radius = 4
+    sparse = depth_to_color(depth, calib, near=near, radius=radius)
+    covered = np.zeros(full.shape, bool)
+    for u, v in np.round(near[1:]).astype(int):
+        v0, v1, u0, u1 = max(v - radius, 0), max(v + radius + 1, 0), max(u - radius, 0), u + radius
+        covered[v0:v1, u0 : max(u1 + 1, 0)] = True
+    np.testing.assert_array_equal(sparse[covered], full[covered])
+    assert (full[covered] > 0).mean() > 0.3  # the windows hold real depth
+    assert (sparse > 0).mean() < 0.25 * (full > 0).mean()  # and little else was transformed
+    # the whole-image ray table is built once per lens, whichever Calibration object asks
+    again = Calibration.from_json(calib.raw, "NFOV_UNBINNED", "720P")
+    assert again.depth is not calib.depth
+    assert lifting._pixel_rays(again.depth)[0] is lifting._pixel_rays(calib.depth)[0]
