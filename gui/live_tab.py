@@ -396,6 +396,10 @@ class LiveTab(QWidget):
                 else "choose a model (checkpoint, .onnx or engine) first"
             )
             return
+        problem = self.picker.problem()  # a missing estimator, model file or SDK
+        if problem:
+            self.show_message(problem)
+            return
         self.show_message("")
         self.remember_model(model)
         self.timeline.clear()

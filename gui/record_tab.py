@@ -417,6 +417,10 @@ class RecordTab(QWidget):
         """Show the source without recording."""
         if self.worker is not None:
             return
+        problem = self.picker.problem(self.source_options())  # a missing estimator/SDK
+        if problem:
+            self.show_message(problem)
+            return
         self.show_message("")
         worker = SourceWorker(
             self.source_spec(),
@@ -456,6 +460,11 @@ class RecordTab(QWidget):
         if self.worker is not None:
             self._pending_record = config
             self.worker.stop()  # _worker_finished starts the recording
+            return
+        problem = self.picker.problem(self.source_options())  # a missing estimator/SDK
+        if problem:
+            self.show_message(problem)
+            self._set_record_checked(False)
             return
         self.show_message("")
         worker = RecordWorker(
