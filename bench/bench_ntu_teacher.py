@@ -179,6 +179,8 @@ def hours(seconds: float) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from xmkd.commands._args import device_name  # the CLI's own check of --device
+
     def positive(text: str) -> int:
         try:
             value = int(text)
@@ -201,7 +203,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="24 clips, 48 frames, width 0.25")
     ap.add_argument("--work", type=Path, default=None, help="keep the data here (reused)")
-    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if any)")
+    ap.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:N (default: cuda if any)"
+    )
     ap.add_argument(
         "--workers",
         type=int,
@@ -358,10 +362,11 @@ def measure(modality: str, packed: Path, work: Path, device: str, args) -> dict[
 
 def report(rows: dict[str, dict[str, float]], args, device: str) -> None:
     modalities = list(rows)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"\nTSN teacher on {device}: ResNet-18 width {args.width}, {args.crop_size}x"
-        f"{args.crop_size}, {args.segments} segments, batch {args.batch_size}, {args.workers} "
-        f"loader workers, {args.precision}; epochs 2-{args.epochs} measured"
+        f"\nTSN teacher on {device} (load average now {load:.2f}): ResNet-18 width {args.width}, "
+        f"{args.crop_size}x{args.crop_size}, {args.segments} segments, batch {args.batch_size}, "
+        f"{args.workers} loader workers, {args.precision}; epochs 2-{args.epochs} measured"
     )
     print(f"  {'':34s}" + "".join(f"{m:>14s}" for m in modalities))
     fmt = {

@@ -26,6 +26,8 @@ FULL_HD = (1920, 1080)
 #: what it labels.
 VIDEO_PARTS = ("teacher_train", "student_train")
 PARTIAL_DIR = ".partial"
+#: the options the pairs in a folder were made with (reuse needs the same)
+STAMP = "ntu_like.json"
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ def write_ntu_like(
     skeletons.mkdir(parents=True, exist_ok=True)
     (root / PARTIAL_DIR).mkdir(exist_ok=True)
     jobs = ntu_like_jobs(clips, classes)
+    _check_stamp(root, {
+        "frames": frames, "classes": classes, "size": list(size),
+        "render_size": list(render_size), "codec": codec, "seed": seed,
+    })  # fmt: skip
     todo = [
         j
         for j in jobs
@@ -113,6 +119,25 @@ def write_ntu_like(
     for job in jobs:
         splits[str(protocol_split(job.name))].append(job.name)
     return NTULike(root, rgb, skeletons, splits, len(todo))
+
+
+def _check_stamp(root: Path, made_with: dict) -> None:
+    """Pairs already in ``root`` are reused only when made with the same options."""
+    import json
+
+    stamp = root / STAMP
+    if stamp.is_file():
+        try:
+            before = json.loads(stamp.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != made_with:
+            raise XmkdError(
+                f"{root} holds NTU-like clips made with other options ({stamp}: {before}, now "
+                f"{made_with}); use another folder or delete it"
+            )
+    else:
+        stamp.write_text(json.dumps(made_with), encoding="utf-8")
 
 
 def _check_codec(folder: Path, codec: str, size: tuple[int, int]) -> None:
