@@ -41,30 +41,20 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ntu-samples"
 
 
 def make_sources(root: Path, clips: int, frames: int, codec: str) -> list[V.VideoJob]:
-    """NTU-named 1920x1080 AVIs rendered by the synthetic generator, with their skeletons."""
-    from xmkd.ntu import write_skeleton
-    from xmkd.synth.generator import ClipJob, SynthConfig, make_clip
-    from xmkd.synth.motion import action_library
+    """NTU-named 1920x1080 AVIs rendered by the synthetic generator, with their skeletons
+    (:mod:`xmkd.synth.ntu_like`, the generator bench_ntu_teacher uses too)."""
+    from xmkd.errors import XmkdError
+    from xmkd.synth.ntu_like import write_ntu_like
 
-    # rendered at 320x180 and upscaled: the generator draws at 2x, 1080p would take minutes
-    cfg = SynthConfig(
-        classes=10, subjects=(1,), views=(1,), frames=frames, fps=30.0, width=320, height=180
-    )
-    specs = action_library(10, 0)
-    jobs = []
-    for a in range(1, clips + 1):
-        clip = make_clip(ClipJob(1, 1, 1, a), cfg, specs)
-        video = root / f"{clip.name}_rgb.avi"
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*codec), 30.0, (1920, 1080))
-        if not writer.isOpened():
-            raise SystemExit(f"this OpenCV cannot write {codec} AVIs")
-        for f in clip.frames_bgr:
-            writer.write(cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR))
-        writer.release()
-        skeleton = root / f"{clip.name}.skeleton"
-        write_skeleton(skeleton, clip.skeleton)
-        jobs.append(V.VideoJob(clip.name, str(video), str(skeleton)))
-    return jobs
+    try:
+        tree = write_ntu_like(root, clips, frames=frames, classes=10, codec=codec)
+    except XmkdError as err:
+        raise SystemExit(str(err)) from None
+    names = [name for part in tree.splits.values() for name in part]
+    return [
+        V.VideoJob(n, str(tree.rgb / f"{n}_rgb.avi"), str(tree.skeletons / f"{n}.skeleton"))
+        for n in names
+    ]
 
 
 def ingest_rawframes(job: V.VideoJob, out: Path, quality: int) -> int:
