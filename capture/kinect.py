@@ -267,8 +267,9 @@ class KinectSource(Source):
         color = capture.color
         depth = capture.depth
         if self._worker is not None and color is not None and depth is not None:
-            # the worker's own copies (pyk4a may reuse the buffers); handing over never waits
-            self._worker.submit(index, RGBD(color[:, :, :3].copy(), depth.copy()))  # type: ignore[arg-type]
+            # pyk4a's arrays own their k4a buffers (freed with the last reference), so views
+            # are safe to hand over; no copy on the capture thread. Handing over never waits.
+            self._worker.submit(index, RGBD(color[:, :, :3], depth))  # type: ignore[arg-type]
             bodies = [_copy_body(b) for b in self._worker.latest()[1]]
         if color is not None:
             color = np.ascontiguousarray(color[:, ::-1, :3])  # BGRA -> BGR, mirrored
