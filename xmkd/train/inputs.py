@@ -36,13 +36,20 @@ class _EpochSeededItems(Dataset):
         self.spec = spec
         self.train = train
         self.seed = seed
-        self.epoch = 0
+        # In shared memory: loader workers that outlive an epoch (persistent_workers) hold a
+        # copy of this object made when they started, and must still see the current epoch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.names: list[str] = list(base.names)
         self.labels = np.asarray(base.labels, dtype=np.int64)
         self.class_names = getattr(base, "class_names", None)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        """Call before iterating the epoch's loader (its workers read it per item)."""
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.base)
@@ -77,6 +84,26 @@ class TeacherClips(_EpochSeededItems):
             frames = self.base.load(index)
             x = teacher_input(frames, self.spec, train=self.train, rng=self._rng(index))
         return x, int(self.labels[index]), int(index)
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the teacher's data loaders: one thread for OpenCV (and torch) in
+    each worker. The workers already run in parallel, one per core; OpenCV's own thread pool
+    (one thread per core in every worker, for each resize) only oversubscribes the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def loader_options(num_workers: int, pin_memory: bool = False) -> dict[str, Any]:
+    """The teacher's DataLoader settings beside the dataset and batching: workers kept across
+    epochs (no restart and re-fork each epoch; :meth:`_EpochSeededItems.set_epoch` reaches
+    them), one OpenCV thread each, batches pinned for a CUDA device."""
+    options: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
+    if num_workers > 0:
+        options.update(persistent_workers=True, worker_init_fn=loader_worker_init)
+    return options
 
 
 def _split_arg(split: str) -> str | None:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from xmkd.checkpoint import atomic_torch_save, safe_torch_load
 from xmkd.errors import CheckpointError, XmkdError
+from xmkd.train.inputs import loader_options
 
 FORMAT = "xmkd-teacher-labels"
 VERSION = 1
@@ -169,7 +170,10 @@ def label_dataset(
 
     teacher = teacher.to(device).eval()
     loader = DataLoader(
-        Subset(dataset, todo), batch_size=batch_size, shuffle=False, num_workers=num_workers
+        Subset(dataset, todo),
+        batch_size=batch_size,
+        shuffle=False,
+        **loader_options(num_workers, pin_memory=str(device).startswith("cuda")),
     )
 
     def snapshot() -> TeacherLabels:

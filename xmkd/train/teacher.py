@@ -39,6 +39,7 @@ from xmkd.train.distill import (
     in_precision,
     seed_everything,
 )
+from xmkd.train.inputs import loader_options
 from xmkd.train.progress import Progress
 
 TEACHER_FILE = "teacher.pt"
@@ -117,8 +118,7 @@ def train_teacher(
         train_set,
         batch_size=batch,
         sampler=sampler,
-        num_workers=config.data.num_workers,
-        pin_memory=ctx.device.startswith("cuda"),
+        **loader_options(config.data.num_workers, pin_memory=ctx.device.startswith("cuda")),
     )
     progress = Progress(run_dir, progress_json, enabled=ctx.is_main, console=console)
     progress.event(
