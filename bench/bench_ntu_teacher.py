@@ -18,6 +18,13 @@ In one run, with the project's own commands (called in-process through ``xmkd.cl
    RGB and RGB-diff) and for labeling Student-Train at the measured rates.
 
     python bench/bench_ntu_teacher.py [--quick] [--device cuda] [--workers 8] [--clips 96]
+    python bench/bench_ntu_teacher.py --loader-only [--workers 1] [--batches 8]
+
+--loader-only: no model; the teacher's DataLoader alone (Teacher-Train, training augmentation,
+and the labeler's test-time input) timed side by side for the first loading path ("before":
+AVI chunk table walked per item, every full-size frame copied BGR->RGB, float32 arithmetic
+over the snippet, workers restarted each epoch, OpenCV's thread pool in every worker; kept in
+this file, unchanged, as the baseline) and the project's ("after"); clips/s per worker.
 
 --quick: 24 clips of 48 frames, width 0.25, 3 epochs, batch 4 (under a minute on a 2-core CPU).
 The loop's times come from the trainer's own DataLoader (timed by wrapping it here); numbers
@@ -225,6 +232,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=positive, default=None, help="default 16 (--quick 4)")
     ap.add_argument("--label-batch-size", type=positive, default=None, help="default: --batch-size")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--loader-only", action="store_true", help="time the data loader alone")
+    ap.add_argument("--batches", type=positive, default=8, help="--loader-only: batches timed")
     args = ap.parse_args(argv)
     quick = args.quick
     args.clips = args.clips or (24 if quick else 96)
@@ -293,6 +302,9 @@ def run(args: argparse.Namespace) -> None:
             flush=True,
         )
 
+        if args.loader_only:
+            loader_only(packed, device, args)
+            return
         rows = {m: measure(m, packed, work, device, args) for m in args.modality}
         report(rows, args, device)
     finally:
@@ -358,6 +370,146 @@ def measure(modality: str, packed: Path, work: Path, device: str, args) -> dict[
         "teacher clips": epochs[0]["clips"],
         "student clips": label["clips"],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# --loader-only: the first loading path, kept here as the baseline
+def _before_read(path: Path, indices):
+    """read_frames as first written: the chunk table walked on every call, then RGB by a copy
+    of every full-size frame."""
+    import cv2
+    import numpy as np
+
+    from xmkd.ntu.videos import avi_frame_index
+
+    index = avi_frame_index(path)
+    decoded = {}
+    with open(path, "rb") as fh:
+        for i in sorted(set(int(i) for i in indices)):
+            offset, size = index[i]
+            fh.seek(offset)
+            decoded[i] = cv2.imdecode(np.frombuffer(fh.read(size), np.uint8), cv2.IMREAD_COLOR)
+    bgr = np.stack([decoded[int(i)] for i in indices])
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def _before_snippets_input(snippets, spec, train, rng):
+    """snippets_input as first written (rgb/rgbdiff): stack full crops, flip by a copy, float32
+    arithmetic over the snippet, transpose copy."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from xmkd.models.tsn import IMAGENET_MEAN, IMAGENET_STD
+
+    def resize(img, w, h):
+        same = img.shape[1] == w and img.shape[0] == h
+        return img if same else cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    n, h, w, _ = snippets.shape
+    size = spec.crop_size
+    if train:
+        short = min(h, w)
+        cw = max(1, int(short * spec.scales[rng.integers(len(spec.scales))]))
+        ch = max(1, int(short * spec.scales[rng.integers(len(spec.scales))]))
+        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        out = np.stack([resize(f[y0 : y0 + ch, x0 : x0 + cw], size, size) for f in snippets])
+        if spec.flip and rng.random() < 0.5:
+            out = out[:, :, ::-1]
+        snippet = np.ascontiguousarray(out)
+    else:
+        scale = spec.scale_size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        frames = np.stack([resize(f, nw, nh) for f in snippets])
+        y0, x0 = (nh - size) // 2, (nw - size) // 2
+        snippet = np.ascontiguousarray(frames[:, y0 : y0 + size, x0 : x0 + size])
+    x = snippet.astype(np.float32)
+    x = (x / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    k, span = spec.num_segments, spec.span
+    x = x.reshape(k, span, size, size, 3)
+    if spec.modality == "rgbdiff":
+        diffs = x[:, 1:] - x[:, :-1]
+        x = np.concatenate([x[:, :1], diffs], axis=1) if spec.keep_rgb else diffs
+    return torch.from_numpy(
+        np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3).reshape(k, -1, size, size))
+    )
+
+
+def _before_dataset(packed: Path, part: str):
+    from xmkd.data import PackedVideoDataset
+    from xmkd.models.tsn import sample_segments
+
+    class BeforeVideos(PackedVideoDataset):
+        def teacher_input(self, index, spec, train=False, rng=None):
+            n = int(self.frames[index])
+            idx = sample_segments(n, spec.num_segments, spec.span, train, rng)
+            frames = _before_read(self.videos[index], idx.reshape(-1))
+            return _before_snippets_input(frames, spec, train, rng)
+
+    return BeforeVideos(packed, part, "rgb")
+
+
+def _time_loader(data, loader, epochs: int) -> tuple[float, float]:
+    """Clips/s over the epochs after the first, and the first epoch's seconds."""
+    seconds, clips, first = 0.0, 0, 0.0
+    for epoch in range(epochs):
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)
+        t = time.perf_counter()
+        n = sum(len(batch[0]) for batch in loader)
+        dt = time.perf_counter() - t
+        if epoch == 0:
+            first = dt
+        else:
+            seconds, clips = seconds + dt, clips + n
+    return clips / seconds, first
+
+
+def loader_only(packed: Path, device: str, args) -> None:
+    """The teacher's loader alone, before and after, side by side (see the module docs)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from xmkd.data import PackedVideoDataset
+    from xmkd.models.tsn import TSNInputSpec
+    from xmkd.train.inputs import TeacherClips, loader_options
+
+    pin = device.startswith("cuda")
+    workers = args.workers
+    per = max(workers, 1)
+    print(
+        f"\nloader only: {args.batches} batches of {args.batch_size} per epoch, "
+        f"{args.epochs} epochs (the first not measured), {workers} workers, "
+        f"{args.crop_size}x{args.crop_size}, {args.segments} segments, pin_memory {pin}; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPU threads",
+        flush=True,
+    )
+    print(
+        f"  {'':26s}{'before clips/s':>16s}{'after clips/s':>15s}{'per worker':>12s}{'ratio':>8s}"
+    )
+    for modality, train in (("rgb", True), ("rgbdiff", True), ("rgbdiff", False)):
+        spec = TSNInputSpec(modality=modality, num_segments=args.segments, crop_size=args.crop_size)
+        rates = []
+        for path in ("before", "after"):
+            if path == "before":
+                base = _before_dataset(packed, "teacher_train")
+                options = {"num_workers": workers, "pin_memory": pin}
+            else:
+                base = PackedVideoDataset(packed, "teacher_train", "rgb")
+                options = loader_options(workers, pin_memory=pin)
+            data = TeacherClips(base, spec, train=train, seed=0)
+            count = min(len(data), args.batches * args.batch_size)
+            items = Subset(data, range(count))
+            loader = DataLoader(items, batch_size=args.batch_size, shuffle=train, **options)
+            rate, _ = _time_loader(data, loader, args.epochs)
+            rates.append(rate)
+            del loader
+        what = f"{modality} {'train' if train else 'label'} ({spec.span * spec.num_segments} fr)"
+        print(
+            f"  {what:26s}{rates[0]:16.1f}{rates[1]:15.1f}{rates[1] / per:12.1f}"
+            f"{rates[1] / rates[0]:7.2f}x",
+            flush=True,
+        )
+    print(f"  (load average now {os.getloadavg()[0]:.2f})")
 
 
 def report(rows: dict[str, dict[str, float]], args, device: str) -> None:
