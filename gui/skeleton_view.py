@@ -53,6 +53,11 @@ def bone_segments(joints: np.ndarray, axes: tuple[int, int]) -> tuple[np.ndarray
     return ends[:, axes[0]], ends[:, axes[1]]
 
 
+#: Pixels of the left axis (tick labels such as "-1.5" and the axis title) and of the bottom axis.
+AXIS_WIDTH = 52
+AXIS_HEIGHT = 40
+
+
 class _Projection(pg.PlotWidget):
     """One 2D projection of up to len(BODY_COLOURS) bodies."""
 
@@ -63,6 +68,14 @@ class _Projection(pg.PlotWidget):
         self.setTitle(title, color="#333", size="9pt")
         self.setLabel("bottom", labels[0], units="m")
         self.setLabel("left", labels[1], units="m")
+        # Fixed axis sizes and no SI prefix: with the aspect lock, an axis that sizes itself to
+        # its tick labels is a feedback loop. A resize changes the range, the range the ticks
+        # ("-2 .. 2" or "-2.0, -1.5, .."), the ticks the axis's width, that width the view's
+        # width, and round again: the Replay tab's event loop spun in it, 11 px each way.
+        for side in ("bottom", "left"):
+            self.getAxis(side).enableAutoSIPrefix(False)
+        self.getAxis("left").setWidth(AXIS_WIDTH)
+        self.getAxis("bottom").setHeight(AXIS_HEIGHT)
         # No grid: its lines are repainted with every frame and cost more than the skeleton.
         self.setAspectLocked(True)
         self.setMouseEnabled(x=False, y=False)

@@ -427,3 +427,28 @@ def test_confusion_counts_are_one_item_whatever_the_number_of_cells(qtbot):
     view.set_matrix(np.ones((20, 20), dtype=int), [f"class {i}" for i in range(20)])
     assert len(view.plot.getPlotItem().items) == items_small
     assert len(view.counts.cells) == 400
+
+
+def test_skeleton_views_settle_at_any_size(qtbot):
+    """An aspect-locked view whose axes sized themselves to their tick labels could resize
+    forever (tick labels -> axis width -> view width -> range -> tick labels): the Replay tab's
+    event loop spun in it at some widths. Every width must settle within a few passes."""
+    from gui.skeleton_view import _Projection
+
+    view = _Projection("front (x-y)", (0, 1), ("x", "y"), centre=(0.0, 0.0))
+    qtbot.addWidget(view)
+    view.show()
+    resizes = []
+    original = view.getViewBox().resizeEvent
+
+    def counting(event):
+        resizes.append(event.newSize().width())
+        original(event)
+
+    view.getViewBox().resizeEvent = counting
+    for width in range(150, 300, 3):
+        view.resize(width, 394)
+        before = len(resizes)
+        for _ in range(20):
+            pg.QtWidgets.QApplication.processEvents()
+        assert len(resizes) - before <= 4, f"the view kept resizing at width {width}"
