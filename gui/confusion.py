@@ -19,6 +19,8 @@ NAME_CHARS = 18
 READABLE_CLASSES = 20
 #: How many names a larger matrix gets along each axis.
 NAMED_WHEN_CROWDED = 12
+#: Pixels kept for the matrix itself when the names take the rest of the height.
+MATRIX_MIN_PX = 150
 EMPTY_TEXT = "evaluate a folder to see the confusion matrix"
 
 
@@ -41,7 +43,8 @@ class UpwardLabelAxis(pg.AxisItem):
         self.setTicks([[(pos, "") for pos, _ in ticks]])
         metrics = QFontMetrics(self.style.get("tickFont") or self.font())
         longest = max((metrics.horizontalAdvance(name) for name in self.names), default=0)
-        self.setHeight(longest + 12 if longest else None)
+        # the names, then the axis title ("prediction") below them
+        self.setHeight(longest + 32 if longest else None)
 
     def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:  # noqa: N802 (Qt name)
         super().drawPicture(p, axisSpec, tickSpecs, [])
@@ -144,7 +147,9 @@ class ConfusionView(QWidget):
         self.image.clear()
         self.counts.set_counts(np.zeros((0, 0)), np.zeros((0, 0)))
         self.plot.getAxis("left").setTicks([[]])
+        self.plot.getAxis("left").setWidth(None)
         self.plot.getAxis("bottom").set_names([])
+        self.setMinimumHeight(0)
         if self.placeholder.scene() is None:
             self.plot.addItem(self.placeholder)
         self.placeholder.setPos(0.5, 0.5)
@@ -166,8 +171,16 @@ class ConfusionView(QWidget):
         step = 1 if n <= READABLE_CLASSES else -(-n // NAMED_WHEN_CROWDED)
         shown = list(range(0, n, step))
         ticks = [(i + 0.5, short_name(self.labels[i])) for i in shown]
-        self.plot.getAxis("left").setTicks([ticks])
-        self.plot.getAxis("bottom").set_names(ticks)
+        left = self.plot.getAxis("left")
+        left.setTicks([ticks])
+        # as wide as the longest name (pyqtgraph drops tick labels wider than the axis)
+        metrics = QFontMetrics(left.style.get("tickFont") or left.font())
+        widest = max((metrics.horizontalAdvance(name) for _, name in ticks), default=0)
+        left.setWidth(widest + 34)  # the names, the tick marks and the axis title
+        bottom = self.plot.getAxis("bottom")
+        bottom.set_names(ticks)
+        # room for the matrix above its upward names: the layout would otherwise clip them
+        self.setMinimumHeight(int(bottom.height()) + MATRIX_MIN_PX)
         self.row_names = self.column_names = [name for _, name in ticks]
         self.plot.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
         self.setToolTip("\n".join(f"{i + 1}: {name}" for i, name in enumerate(self.labels)))

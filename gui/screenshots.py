@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.seek(replay.clip.num_frames // 2)
     replay.evaluate_folder()
     _pump(app, lambda: replay.eval_result is not None, 600, "folder evaluation")
+    _wait(app, 1.0)  # the matrix's axes lay out on the next passes of the event loop
     shot("replay")
 
     window.close()
