@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from capture.ntu_replay import NTUReplaySource  # noqa: E402
 from capture.synthetic import SyntheticSource  # noqa: E402
 from engines.backends import ModelSource, TorchBackend  # noqa: E402
-from engines.streaming import ClipScorer, StreamingClassifier, StreamingConfig  # noqa: E402
+from engines.streaming import StreamingConfig, score_stream  # noqa: E402
 from xmkd.checkpoint import StreamInfo  # noqa: E402
 from xmkd.config import synthetic_input_spec  # noqa: E402
 from xmkd.data import SkeletonDataset  # noqa: E402
@@ -100,22 +100,6 @@ def offline_accuracy(backend: Any, session: Session, names: list[str]) -> float:
     data = StudentWindows(raw, backend.source.spec, train=False)
     logits, labels, _ = predict([backend.source.ensemble()], data)
     return 100.0 * float((logits[0].argmax(axis=1) == labels).mean())
-
-
-def run_live(backend: Any, capture: Any, config: StreamingConfig) -> tuple[dict, list[str]]:
-    scorer = ClipScorer(backend.source.class_names)
-    played: list[str] = []
-    classifier = StreamingClassifier(backend, config, on_prediction=scorer.prediction)
-    with classifier, capture:
-        classifier.set_source_fps(capture.fps)
-        for frame in capture:
-            if frame.clip is not None and frame.clip == len(played):
-                name = getattr(capture, "current_clip", None) or capture.current.name
-                played.append(name.split(".")[0])
-            scorer.frame(frame)
-            classifier.push(frame, wait=True)
-        classifier.flush()
-    return scorer.summary(), played
 
 
 def synth_config_of(session: Session) -> SynthConfig:
@@ -206,7 +190,7 @@ def main() -> int:
                     continue  # the files hold the session's rate only
                 else:
                     capture = make()
-                live, played = run_live(model_backend, capture, config)
+                live, played = score_stream(model_backend, capture, config)
                 offline = offline_accuracy(backend, session, played)
                 acc = live["live_accuracy"]
                 rows.append(

@@ -809,3 +809,22 @@ class ClipScorer:
             "clips_correct": correct,
             "clips_seen": len(self.clips),
         }
+
+
+def score_stream(backend: Any, capture: Any, config: StreamingConfig) -> tuple[dict, list[str]]:
+    """Play a labeled source (synthetic, NTU replay) through a classifier in lockstep, as
+    ``xmkd live --json`` does: (the :class:`ClipScorer` summary, names of the clips played), for
+    the tests and benchmarks that compare live with offline accuracy on the same clips."""
+    scorer = ClipScorer(backend.source.class_names)
+    played: list[str] = []
+    classifier = StreamingClassifier(backend, config, on_prediction=scorer.prediction)
+    with classifier, capture:
+        classifier.set_source_fps(capture.fps)
+        for frame in capture:
+            if frame.clip is not None and frame.clip == len(played):
+                current = getattr(capture, "current_clip", None) or capture.current.name
+                played.append(current.split(".")[0])
+            scorer.frame(frame)
+            classifier.push(frame, wait=True)
+        classifier.flush()
+    return scorer.summary(), played

@@ -22,7 +22,7 @@ from torch import nn
 from capture.ntu_replay import NTUReplaySource
 from capture.synthetic import SyntheticSource
 from engines.backends import ModelSource, TorchBackend
-from engines.streaming import ClipScorer, StreamingClassifier, StreamingConfig
+from engines.streaming import StreamingClassifier, StreamingConfig, score_stream
 from xmkd.checkpoint import (
     LEGACY_STREAM,
     StreamInfo,
@@ -98,21 +98,7 @@ def offline_accuracy(backend, session, names) -> float:
     return 100.0 * float((logits[0].argmax(axis=1) == labels).mean())
 
 
-def run_live(backend, capture, config: StreamingConfig) -> tuple[dict, list[str]]:
-    """What ``xmkd live --json`` computes: (scorer summary, names of the clips played)."""
-    scorer = ClipScorer(backend.source.class_names)
-    played: list[str] = []
-    classifier = StreamingClassifier(backend, config, on_prediction=scorer.prediction)
-    with classifier, capture:
-        classifier.set_source_fps(capture.fps)
-        for frame in capture:
-            if frame.clip is not None and frame.clip == len(played):
-                current = getattr(capture, "current_clip", None) or capture.current.name
-                played.append(current.split(".")[0])
-            scorer.frame(frame)
-            classifier.push(frame, wait=True)
-        classifier.flush()
-    return scorer.summary(), played
+run_live = score_stream  # what ``xmkd live --json`` computes on a labeled stream
 
 
 def synthetic_stream(synth) -> SyntheticSource:
