@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "at the source's frame rate, bodies are chosen by the training rule; the first "
             "lines say what was used and why. --json prints one JSON object per prediction "
             '({"frame", "t", "top", "latency_ms", "truth"}; truth where the source knows the '
-            "action: synthetic, NTU files named AXXX) and a last "
+            "action: synthetic, NTU files named ...Aaaa) and a last "
             '{"summary": {...}} line with live_accuracy: the share of clips whose last frame '
             "had the right prediction standing (null when no clip's truth is known)."
         ),
