@@ -305,6 +305,16 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
+    def fps(self, index: int) -> float | None:
+        """Frame rate of clip ``index`` (its own, else its session's; None if unknown)."""
+        clip = self.clips[index]
+        if clip.fps:
+            return float(clip.fps)
+        session_fps = next(
+            (s.fps for s in self.sessions if s.path == clip.session_dir and s.fps), None
+        )
+        return float(session_fps) if session_fps else None
+
     def load(self, index: int) -> Any:
         """The untransformed item ``x`` of clip ``index``."""
         from xmkd.recordings import read_flow, read_video
@@ -408,6 +418,10 @@ class PackedVideoDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def fps(self, index: int) -> float:
+        """NTU RGB+D's videos are 30 fps."""
+        return 30.0
 
     def _chunk_table(self, index: int) -> np.ndarray:
         from xmkd.ntu.videos import avi_frame_index
