@@ -8,7 +8,8 @@ and what it reads (RGB frames or stored flow). SPEC is one of
 
 ``PATH``                 an xmkd TSN checkpoint (``xmkd teacher train``): :mod:`xmkd.teachers.tsn`
 ``torchvision:ARCH``     a torchvision video classifier (Kinetics-400 classes), weights from
-                         ``--weights FILE`` or torchvision's cache: :mod:`xmkd.teachers.torchvision_video`
+                         ``--weights FILE`` or torchvision's cache
+                         (:mod:`xmkd.teachers.torchvision_video`)
 ``xclip:MODEL``          an X-CLIP video-text model (a local folder or a Hugging Face hub id)
 ``clip:MODEL``           a CLIP image-text model averaged over sampled frames
                          (open-vocabulary: the class map's prompts are the classes):
@@ -64,7 +65,7 @@ class VideoTeacher:
 
 
 def teacher_kind(spec: str) -> str:
-    """"xmkd" for a checkpoint path, else the spec's prefix ("torchvision", "xclip", "clip")."""
+    """ "xmkd" for a checkpoint path, else the spec's prefix ("torchvision", "xclip", "clip")."""
     head, sep, _ = spec.partition(":")
     if sep and head in KINDS:
         return head
@@ -91,7 +92,9 @@ def open_teacher(
         from xmkd.teachers.tsn import open_tsn_teacher
 
         if weights is not None:
-            raise XmkdError("--weights is for torchvision:ARCH teachers; an xmkd checkpoint has them")
+            raise XmkdError(
+                "--weights is for torchvision:ARCH teachers; an xmkd checkpoint holds its own"
+            )
         return open_tsn_teacher(name, **options)
     if kind == "torchvision":
         from xmkd.teachers.torchvision_video import open_torchvision_teacher
