@@ -417,6 +417,9 @@ class VideoSource(Source):
     is (``people`` applies to names)."""
 
     kind = "video"
+    #: whether frames come at the device's own pace (a camera: reading blocks until the next
+    #: frame) instead of being paced to ``fps`` here (a file played in real time)
+    paced_by_device = False
 
     def __init__(
         self,
@@ -441,6 +444,8 @@ class VideoSource(Source):
         self._cap: Any = None
         self._worker: EstimatorWorker | None = None
         self._ids = BodyIds()
+        #: (width, height) of the frames, known once opened
+        self.frame_size: tuple[int, int] | None = None
 
     @classmethod
     def from_options(
@@ -459,6 +464,14 @@ class VideoSource(Source):
     @property
     def description(self) -> str:
         return f"video {self.path} ({self.estimator.name} poses)"
+
+    def device_info(self) -> dict[str, Any]:
+        info = super().device_info()
+        info["estimator"] = self.estimator.name
+        if self.frame_size is not None:
+            info["width"], info["height"] = self.frame_size
+            info["fps"] = self.fps
+        return info
 
     @property
     def estimator_dropped(self) -> int:
@@ -481,6 +494,9 @@ class VideoSource(Source):
         self._cap = self._capture()
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 1000.0 else 30.0
+        width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        self.frame_size = (width, height) if width > 0 and height > 0 else None
         if self.realtime:
             self._worker = EstimatorWorker(self.estimator, self._ids)
 
@@ -502,7 +518,7 @@ class VideoSource(Source):
     def _frames(self) -> Iterator[Frame]:
         import cv2
 
-        pacer = Pacer(self.fps, self.realtime)
+        pacer = Pacer(self.fps, self.realtime and not self.paced_by_device)
         index = 0
         while True:
             ok, image = self._cap.read()
@@ -539,6 +555,7 @@ class WebcamSource(VideoSource):
     thread."""
 
     kind = "webcam"
+    paced_by_device = True
 
     def __init__(
         self,
@@ -589,7 +606,16 @@ class WebcamSource(VideoSource):
 
     @property
     def description(self) -> str:
-        return f"webcam {self.index} ({self.estimator.name} poses)"
+        size = f" {self.frame_size[0]}x{self.frame_size[1]}" if self.frame_size else ""
+        return f"webcam {self.index}{size} ({self.estimator.name} poses)"
+
+    def device_info(self) -> dict[str, Any]:
+        """Also what was asked for: a camera that cannot deliver a size or rate gives OpenCV
+        its nearest, so the session says both."""
+        info = super().device_info()
+        width, height = self.size
+        info["requested"] = {"width": width, "height": height, "fps": self.requested_fps}
+        return info
 
     def _capture(self) -> Any:
         import cv2

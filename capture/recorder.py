@@ -8,7 +8,13 @@ Pipeline per device (each device is one NTU camera id; several run in parallel):
 
 * The capture thread only iterates the source and ``put_nowait``s frames; if the writer ever
   falls so far behind that the queue is full the frame is counted (``queue_overflow``) instead of
-  blocking the device (a blocked Azure Kinect drops frames itself).
+  blocking the device (a blocked Azure Kinect drops frames itself). A source that is not live
+  (``realtime`` False: a file or generator played as fast as it reads, e.g. ``video:FILE`` or
+  ``mkv:FILE``) waits for room instead: nothing is lost by waiting, and a reader faster than the
+  writer would otherwise lose every frame past the queue's length. A skeleton estimator never
+  runs on this thread for a live source: sources run it on their own thread and hand frames the
+  latest estimate (`capture.camera.EstimatorWorker`); a file estimates each frame before
+  yielding it.
 * The writer JPEG-encodes each frame once and appends it with its bodies and timestamps to every
   open clip; every ``chunk_seconds`` (0.5 s) a clip's new frames are written as one chunk file
   (temporary file + fsync + rename), so ``kill -9`` loses at most the last second (the last
@@ -606,6 +612,13 @@ class Segmenter:
 
 # ------------------------------------------------------------------------------------------
 # The recorder
+def is_live(source: Source) -> bool:
+    """Whether ``source`` delivers frames in real time (a device, or a file or generator paced
+    to its rate): only ``realtime`` set to False says it is not (a wrapping source, such as the
+    GUI's preview tap, tells its inner source's)."""
+    return getattr(source, "realtime", True) is not False
+
+
 class _Device:
     def __init__(self, source: Source, config: RecordConfig):
         self.source = source
@@ -864,6 +877,7 @@ class Recorder:
         # as fast as it decodes, a very high frame rate) stops after that much of its stream
         limit = None if self.config.max_seconds is None else self.config.max_seconds * 1e6
         first: int | None = None
+        live = is_live(dev.source)
         try:
             for frame in dev.source:
                 if limit is not None:
@@ -872,10 +886,13 @@ class Recorder:
                         self.request_stop()
                         break
                 dev.frames_in += 1
-                try:
-                    dev.queue.put_nowait(frame)
-                except queue.Full:
-                    dev.overflow += 1  # counted, never blocking the device
+                if live:
+                    try:
+                        dev.queue.put_nowait(frame)
+                    except queue.Full:
+                        dev.overflow += 1  # counted, never blocking the device
+                else:
+                    self._put_waiting(dev, frame)
                 if self._stop.is_set():
                     break
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
@@ -883,6 +900,17 @@ class Recorder:
             self.request_stop(f"camera {dev.source.camera} failed: {exc}", "failed")
         finally:
             dev.queue.put(None)
+
+    def _put_waiting(self, dev: _Device, frame: Frame) -> None:
+        """Queue a file's frame, waiting while the writer catches up (until a stop)."""
+        while not self._stop.is_set():
+            try:
+                dev.queue.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        # stopped while waiting: the recording ends before this frame (as it would for a live
+        # source's next frame), so it is not counted as lost
 
     def _write_loop(self, dev: _Device) -> None:
         import cv2

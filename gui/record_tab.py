@@ -142,6 +142,11 @@ def tapped_source(
                     last, since = now, 0
 
         @property
+        def realtime(self) -> bool:
+            # the recorder waits for a file played as fast as it reads (capture.recorder.is_live)
+            return getattr(self.inner, "realtime", True)
+
+        @property
         def description(self) -> str:
             return self.inner.description
 

@@ -571,8 +571,35 @@ def test_max_seconds_counts_stream_time_for_a_fast_source(tmp_path):
     frames = stats["frames"][1]
     assert 0 < frames + stats["queue_overflow"][1] <= 500
     if time.monotonic() - start < 0.5:  # the wall clock cannot have stopped it
-        # frames the writer could not take in time are counted as overflow, never blocking
-        assert frames + stats["queue_overflow"][1] == 500
+        # a source that is not live waits for the writer: nothing overflows
+        assert frames == 500 and stats["queue_overflow"][1] == 0
+    assert [c.frames for c in Session.open(tmp_path / "session").clips] == [frames]
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_a_file_waits_for_a_slow_writer_and_a_live_source_never_does(
+    tmp_path, monkeypatch, realtime
+):
+    """A file read faster than the writer encodes (a video whose estimator is quick) loses no
+    frame: its capture waits for room. A live source (here paced at 1000 fps) is never held up:
+    what the full queue cannot take is counted as overflow, and every frame is one or the
+    other."""
+    import cv2
+
+    encode = cv2.imencode
+
+    def slow_encode(*args, **kwargs):
+        time.sleep(0.004)  # a writer at ~250 frames/s, slower than either source
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imencode", slow_encode)
+    source = StripeSource(120, fps=1000.0, realtime=realtime)
+    _, stats = _record(tmp_path, [source], clip_seconds=100.0, flow=False, queue_frames=4)
+    frames, overflow = stats["frames"][1], stats["queue_overflow"][1]
+    if realtime:
+        assert overflow > 0 and frames + overflow == 120
+    else:
+        assert (frames, overflow) == (120, 0)
     assert [c.frames for c in Session.open(tmp_path / "session").clips] == [frames]
 
 

@@ -22,6 +22,7 @@ from capture.camera import (
 )
 from capture.frames import Body
 from capture.lifting import Intrinsics
+from tests.fakes.camera import FakeEstimator, write_clip
 from xmkd import skeleton as sk
 from xmkd.errors import MissingExtraError, XmkdError
 
@@ -100,31 +101,6 @@ def test_without_mediapipe_one_sentence_names_the_wheel(monkeypatch, tmp_path):
         VideoSource(tmp_path / "clip.avi", estimator="openpose")
 
 
-class FakeEstimator:
-    """Two people whose boxes drift right; ``delay`` seconds per image."""
-
-    name = "fake"
-
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
-        self.calls = 0
-        self.closed = False
-
-    def estimate(self, image: np.ndarray, camera: Intrinsics | None = None) -> list[Body]:
-        time.sleep(self.delay)
-        self.calls += 1
-        shift = float(self.calls)
-        out = []
-        for k, x in enumerate((100.0, 400.0)):
-            px = np.tile([x + shift, 200.0], (25, 1)) + np.arange(25)[:, None] * [1.0, 4.0]
-            joints = np.tile([0.5 - k, 0.0, 2.5], (25, 1))
-            out.append(Body(id=0, joints=joints, color_px=px, depth_px=px))
-        return out[::-1] if self.calls % 2 else out  # in either order
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def test_the_worker_never_makes_the_capture_thread_wait():
     est = FakeEstimator(delay=0.05)
     worker = EstimatorWorker(est)
@@ -143,22 +119,11 @@ def test_the_worker_never_makes_the_capture_thread_wait():
     assert index >= 0 and sorted(b.id for b in bodies) == [1, 2]
 
 
-def _write_clip(path, frames: int = 6, size=(64, 48)) -> None:
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, size)
-    for i in range(frames):
-        image = np.zeros((size[1], size[0], 3), np.uint8)
-        image[:, : 8 + i] = (0, 0, 255)  # a red band on the left of the camera's view
-        writer.write(image)
-    writer.release()
-
-
 def test_a_video_plays_mirrored_with_stable_body_ids(tmp_path):
     from capture.source import open_source
 
     clip = tmp_path / "clip.avi"
-    _write_clip(clip)
+    write_clip(clip)
     est = FakeEstimator()
     with open_source(f"video:{clip}", camera=2, estimator=est) as src:
         frames = list(src)
@@ -182,7 +147,7 @@ def test_xmkd_record_turns_a_video_into_ntu_pairs(tmp_path, monkeypatch):
     from xmkd.recordings import Session, read_video
 
     clip = tmp_path / "clip.avi"
-    _write_clip(clip, frames=8)
+    write_clip(clip, frames=8)
     monkeypatch.setitem(ESTIMATORS, "fake", lambda static: FakeEstimator())
     out = tmp_path / "rec"
     code = main(["record", "--source", f"video:{clip}?estimator=fake&people=1", "--out", str(out),
@@ -201,7 +166,7 @@ def test_xmkd_record_without_an_estimator_is_one_sentence(tmp_path, monkeypatch,
     from xmkd.cli import main
 
     clip = tmp_path / "clip.avi"
-    _write_clip(clip)
+    write_clip(clip)
     monkeypatch.setitem(sys.modules, "mediapipe", None)
     code = main(["record", "--source", f"video:{clip}", "--out", str(tmp_path / "rec"),
                  "--setup", "1", "--performer", "1", "--no-flow"])  # fmt: skip
@@ -304,7 +269,7 @@ def test_the_fov_option_places_the_body_with_that_camera(tmp_path, fake_mediapip
     from capture.source import open_source
 
     clip = tmp_path / "clip.avi"
-    _write_clip(clip, frames=2, size=(64, 48))
+    write_clip(clip, frames=2, size=(64, 48))
     world, where = _world_pose(), np.array([0.1, 0.2, 3.0])
     narrow = Intrinsics.default_for(64, 48, 40.0)
     with open_source(f"video:{clip}?fov=40&people=1") as src:

@@ -13,28 +13,42 @@ EVERY = A.int_range(1, 10000, "frames between two predictions")
 ALPHA = A.float_range(0.0, 1.0, lo_open=True, why="1 = no smoothing")
 
 
+#: What ``xmkd live --help`` says before the options (wrapped to 100 columns by `register`).
+ABOUT = (
+    "Run the students of a checkpoint (or an exported .onnx) on a capture source: frames go into "
+    "per-body ring buffers, every k frames the latest window is classified on a worker thread "
+    "(capture never waits; stale requests are dropped), probabilities are smoothed over time and "
+    "the top classes are printed with the frame-to-prediction latency. Engines: auto (first of "
+    "tensorrt, onnxruntime-cuda, torch-cuda, onnxruntime-cpu, torch-cpu that can run), or a named "
+    "one. The live window is the one the students were trained on: the history defaults to the "
+    "training clips' duration (from the checkpoint or .onnx) at the source's frame rate, bodies "
+    "are chosen by the training rule; the first lines say what was used and why. --json prints "
+    'one JSON object per prediction ({"frame", "t", "top", "latency_ms", "truth"}; truth where '
+    "the source knows the action: synthetic, NTU files named ...Aaaa) and a last "
+    '{"summary": {...}} line with live_accuracy: the share of clips whose last frame had the '
+    "right prediction standing (null when no clip's truth is known)."
+)
+SOURCES_NOTE = """\
+  e.g. --source webcam:0, --source video:clip.mp4 (played as fast as it is estimated; add
+  ?realtime=1 for its own rate), --source "orbbec:0?pose_model=rtmpose.onnx",
+  --source "mkv:take.mkv?skeleton=lifted&pose_model=rtmpose.onnx"
+  A source whose estimator cannot load (MediaPipe not installed, no RTMPose model file, no SDK)
+  is refused with one sentence before the model is loaded."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    import textwrap
+
+    from capture.registry import sources_help
+
     p = subparsers.add_parser(
         "live",
         help="classify a live skeleton stream and print predictions",
         description=(
-            "Run the students of a checkpoint (or an exported .onnx) on a capture source: "
-            "frames go into per-body ring buffers, every k frames the latest window is "
-            "classified on a worker thread (capture never waits; stale requests are dropped), "
-            "probabilities are smoothed over time and the top classes are printed with the "
-            "frame-to-prediction latency. Sources: synthetic[:preset], ntu:PATH (.skeleton file "
-            "or folder; add ?realtime=0 to play as fast as possible), mkv:PATH (Azure Kinect "
-            "recording; body tracking needs the SDK), kinect[:N]. Engines: auto (first of "
-            "tensorrt, onnxruntime-cuda, torch-cuda, onnxruntime-cpu, torch-cpu that can run), "
-            "or a named one. The live window is the one the students were trained on: the "
-            "history defaults to the training clips' duration (from the checkpoint or .onnx) "
-            "at the source's frame rate, bodies are chosen by the training rule; the first "
-            "lines say what was used and why. --json prints one JSON object per prediction "
-            '({"frame", "t", "top", "latency_ms", "truth"}; truth where the source knows the '
-            "action: synthetic, NTU files named ...Aaaa) and a last "
-            '{"summary": {...}} line with live_accuracy: the share of clips whose last frame '
-            "had the right prediction standing (null when no clip's truth is known)."
+            f'{textwrap.fill(ABOUT, 100)}\n\nsources (options follow "?"):\n'
+            f"{sources_help()}\n\n{SOURCES_NOTE}"
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--checkpoint",
@@ -46,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--source",
         type=A.source_spec,
         default="synthetic",
-        help="capture source spec (default synthetic)",
+        help="capture source spec, see above (default synthetic)",
     )
     p.add_argument(
         "--engine",
@@ -129,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         ema_alpha=args.alpha,
         top_k=args.top,
     )
+    # built (not opened) first: a camera source whose estimator, model file or SDK is missing is
+    # its one sentence now, not after the model was loaded and exported
+    capture_source = open_source(args.source)
     source = ModelSource.from_file(args.checkpoint)
     # a checkpoint is exported to ONNX once for onnxruntime (tens of seconds): say so, on stderr
     source.progress = lambda text: print(text, file=sys.stderr, flush=True)
@@ -177,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     classifier = StreamingClassifier(backend, config, on_prediction=on_prediction)
-    with classifier, open_source(args.source) as capture:
+    with classifier, capture_source as capture:
         classifier.set_source_fps(capture.fps)
         # a file or generator played as fast as possible waits for each prediction: none is
         # skipped as stale, so the run (and its live accuracy) is repeatable

@@ -1,4 +1,5 @@
-"""``xmkd record``: record NTU-compatible (video, skeleton) clips from sensors or test sources."""
+"""``xmkd record``: record NTU-compatible (video, skeleton) clips from sensors, video files or test
+sources."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ Record unlabeled paired data into a session of the recordings layout (recordings
 each clip is an NTU-named pair SsssCcccPpppRrrrA000 (.skeleton + _rgb.avi + timestamps + optical
 flow). Several --source options record in parallel under one session, one NTU camera id each.
 
-sources:
-  kinect[:0,1]          Azure Kinect / Orbbec Femto devices (pip install "xmkd[kinect]", needs the
-                        Azure Kinect Sensor SDK; skeletons need the Body Tracking SDK)
-  mkv:PATH              an Azure Kinect recording (body tracking when the SDK is present)
-  ntu:PATH              NTU .skeleton replay (file or folder)
-  synthetic[:tiny]      the synthetic generator as a live source
-  options follow "?", e.g. synthetic?width=1280&height=720&fps=30
+sources (options follow "?", e.g. "synthetic?width=1280&height=720&fps=30"):
+{sources}
+
+  e.g. --source video:clip.avi (any video of people -> NTU pairs), --source webcam:0,
+  --source "orbbec:0?pose_model=rtmpose.onnx", --source "mkv:take.mkv?skeleton=lifted"
+  A source whose estimator cannot load (MediaPipe not installed, no RTMPose model file, no SDK)
+  is refused with one sentence before anything is recorded. Live cameras run the estimator off
+  the capture thread (frames it has no time for carry its latest estimate); files are estimated
+  frame by frame and recorded as fast as that goes, with none lost.
 
 clip modes:
   --takes               press Enter to start a take, Enter again to stop it, q + Enter to quit
@@ -46,10 +49,12 @@ JPEG_QUALITY = A.int_range(1, 100, "OpenCV's JPEG quality scale")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from capture.registry import sources_help
+
     p = subparsers.add_parser(
         "record",
-        help="record NTU-named (video, skeleton) clips from Kinect or test sources",
-        description=DESCRIPTION,
+        help="record NTU-named (video, skeleton) clips from cameras, video files or test sources",
+        description=DESCRIPTION.format(sources=sources_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
