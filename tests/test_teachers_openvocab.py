@@ -208,6 +208,27 @@ def test_label_synthetic_session_end_to_end(tmp_path, tiny_session, xclip_dir, c
         assert saved.logits.std(dim=0).min() > 0  # the clips are told apart
 
 
+def test_hub_id_opens_from_the_local_cache_without_network(tmp_path, clip_dir, monkeypatch):
+    import huggingface_hub.constants
+
+    # the layout huggingface_hub downloads into: models--ORG--NAME/{refs/main, snapshots/HASH/}
+    repo = tmp_path / "hub" / "models--someone--tiny-clip"
+    shutil.copytree(clip_dir, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    teacher = open_clip_teacher("someone/tiny-clip", PROMPTS, frames=2)
+    assert (
+        teacher.source == "clip:someone/tiny-clip" and teacher.info["model"] == "someone/tiny-clip"
+    )
+    with pytest.raises(
+        XmkdError,
+        match=r"not-cached is neither.*download it once with internet.*or give a local folder",
+    ):
+        open_clip_teacher("someone/not-cached", PROMPTS)
+
+
 def test_errors_name_the_model_and_what_to_do(tmp_path, xclip_dir, clip_dir):
     empty = tmp_path / "empty"
     empty.mkdir()

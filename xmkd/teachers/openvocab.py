@@ -237,6 +237,15 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
 
 
+def _from_pretrained(load: Any, source: str) -> Any:
+    """``load(source)`` from the local files first: a folder or a cached hub model opens without
+    the network (no request that waits out a missing connection); one not cached is downloaded."""
+    try:
+        return load(source, local_files_only=True)
+    except OSError:
+        return load(source)
+
+
 def load_pretrained(kind: str, model: str) -> tuple[nn.Module, Any]:
     """The transformers model (eval mode) and processor of ``model`` (folder or cached hub id)."""
     where = f"--teacher {kind}:{model}"
@@ -255,7 +264,7 @@ def load_pretrained(kind: str, model: str) -> tuple[nn.Module, Any]:
     else:
         source = model
     try:
-        config = transformers.AutoConfig.from_pretrained(source)
+        config = _from_pretrained(transformers.AutoConfig.from_pretrained, source)
     except (OSError, ValueError) as exc:
         raise XmkdError(
             f"{where}: {model} is neither a model folder nor a hub id in the local Hugging Face "
@@ -271,14 +280,14 @@ def load_pretrained(kind: str, model: str) -> tuple[nn.Module, Any]:
         )
     model_class = transformers.XCLIPModel if kind == "xclip" else transformers.CLIPModel
     try:
-        net = model_class.from_pretrained(source)
+        net = _from_pretrained(model_class.from_pretrained, source)
     except (OSError, ValueError) as exc:
         raise XmkdError(
             f"{where}: the weights of {model} cannot be loaded ({str(exc).splitlines()[0]}); "
             "download the model again or give a folder written by save_pretrained"
         ) from exc
     try:
-        processor = transformers.AutoProcessor.from_pretrained(source)
+        processor = _from_pretrained(transformers.AutoProcessor.from_pretrained, source)
         tokenizer, image_processor = processor.tokenizer, processor.image_processor
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise XmkdError(
