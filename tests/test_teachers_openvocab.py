@@ -32,7 +32,8 @@ def clip_dir(tmp_path_factory):
 
 
 class FakeVideos:
-    """A raw video dataset (``.load(i)``, ``.names``, ``.labels``) of random RGB clips."""
+    """A raw video dataset (``.frame_count(i)``, ``.read_frames(i, idx)``, ``.names``,
+    ``.labels``) of random RGB clips."""
 
     def __init__(self, lengths=(10, 7), size=(40, 52), seed=0):
         rng = np.random.default_rng(seed)
@@ -44,8 +45,11 @@ class FakeVideos:
     def __len__(self):
         return len(self.videos)
 
-    def load(self, index):
-        return self.videos[index]
+    def frame_count(self, index):
+        return len(self.videos[index])
+
+    def read_frames(self, index, indices):
+        return self.videos[index][indices]
 
 
 def _reference(folder, kind):

@@ -315,6 +315,18 @@ class VideoDataset(Dataset):
         )
         return float(session_fps) if session_fps else None
 
+    def frame_count(self, index: int) -> int:
+        """Frames of clip ``index`` (as its session lists them)."""
+        return int(self.clips[index].frames)
+
+    def read_frames(self, index: int, indices: np.ndarray) -> np.ndarray:
+        """RGB frames ``indices`` (uint8 (len(indices), H, W, 3)) of clip ``index``; what the
+        pretrained teachers read (the same call decodes only those frames of packed NTU)."""
+        frames = self.load(index)
+        if isinstance(frames, dict):
+            frames = frames["rgb"]
+        return frames[np.clip(np.asarray(indices, dtype=np.int64), 0, len(frames) - 1)]
+
     def load(self, index: int) -> Any:
         """The untransformed item ``x`` of clip ``index``."""
         from xmkd.recordings import read_flow, read_video
@@ -451,6 +463,15 @@ class PackedVideoDataset(Dataset):
                 raise FormatError(px if x is None else py, "is not a readable JPEG image")
             pairs.append(np.stack([x, y], axis=-1))
         return np.stack(pairs)
+
+    def frame_count(self, index: int) -> int:
+        """Frames (or flow pairs) stored for clip ``index``."""
+        return int(self.frames[index])
+
+    def read_frames(self, index: int, indices: np.ndarray) -> np.ndarray:
+        """Frames ``indices`` of clip ``index`` (RGB, or stored flow), decoding only those."""
+        indices = np.clip(np.asarray(indices, dtype=np.int64), 0, int(self.frames[index]) - 1)
+        return self._read(index, indices)
 
     def load(self, index: int) -> np.ndarray:
         """The untransformed clip: RGB frames (T, H, W, 3) or stored flow (T - 1, H, W, 2)."""

@@ -45,8 +45,9 @@ class VideoTeacher:
             open-vocabulary teacher the target actions whose prompts it was given).
         inputs: ``inputs(raw_videos) -> Dataset`` of ``(x, label, index)`` items, ``x`` one clip
             as the model takes it (the teacher's own input pipeline); ``raw_videos`` is a
-            :class:`xmkd.data.VideoDataset` or a packed NTU video part (``.load(i)`` gives
-            uint8 (T, H, W, 3) RGB frames, ``.names``, ``.labels``, ``.fps(i)`` when known).
+            :class:`xmkd.data.VideoDataset` or a packed NTU video part
+            (``.frame_count(i)``, ``.read_frames(i, indices)`` uint8 (N, H, W, 3) RGB decoding
+            only those frames where it can, ``.fps(i)`` or None, ``.names``, ``.labels``).
         modality: what it reads from the sessions: "rgb" (also for RGB differences) or "flow".
         kind: "xmkd", "torchvision", "xclip" or "clip".
         source: where it came from (checkpoint path, "torchvision:r3d_18 (weights FILE)", ...).

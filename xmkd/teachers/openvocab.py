@@ -127,13 +127,17 @@ class FrameClips(Dataset):
 
     def sampled_frames(self, index: int) -> np.ndarray:
         """The uint8 RGB frames (N, H, W, 3) the teacher sees of clip ``index``."""
-        video = np.asarray(self.base.load(index))
-        if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
+        count = self.base.frame_count(index)
+        if count <= 0:
+            raise XmkdError(f"clip {self.names[index]} has no frames")
+        # read_frames decodes only these frames where it can (packed NTU: ~8 of ~100)
+        video = np.asarray(self.base.read_frames(index, uniform_frame_indices(count, self.frames)))
+        if video.ndim != 4 or video.shape[-1] != 3:
             raise XmkdError(
                 f"clip {self.names[index]}: expected RGB frames (T, H, W, 3), got an array of "
                 f"shape {video.shape}"
             )
-        return video[uniform_frame_indices(len(video), self.frames)]
+        return video
 
     def __getitem__(self, index: int):
         x = preprocess_frames(self.image_processor, self.sampled_frames(index))
