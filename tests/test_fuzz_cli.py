@@ -121,6 +121,8 @@ def values(kind: str, b: dict[str, Any], f: dict[str, str], rng: random.Random):
         return ["", ",", "bogus", f"{known[0]},bogus", junk], [known[0], ",".join(pick)]
     if kind == "choices":
         return ["", "bogus", junk], [rng.choice(b["choices"])]
+    if kind == "text_list":  # free names, comma-separated (xmkd label --actions)
+        return ["", ",", " , ", "a, a"], ["drink water", "drink water, eat meal/snack"]
     paths_bad = ["", "a\0b"]
     if kind == "existing_file":
         return paths_bad + [f["missing"], f["dir"], f["under_file"], "/proc/none"], [f["file"]]

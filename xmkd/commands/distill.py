@@ -307,17 +307,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from xmkd.checkpoint import load_checkpoint
+    from xmkd.classmap import in_target_vocabulary
     from xmkd.config import DistillConfig
+    from xmkd.errors import XmkdError
     from xmkd.train.distill import run_summary, train_students
     from xmkd.train.inputs import StudentWindows, class_names_of, skeleton_source
-    from xmkd.train.label import load_labels
+    from xmkd.train.label import labeled_subset, load_labels
 
     run_dir = Path(args.out)
     base = None
     if args.resume:
         if not (run_dir / "last.pt").is_file():
-            from xmkd.errors import XmkdError
-
             raise XmkdError(f"{run_dir / 'last.pt'}: nothing to resume from (no earlier run there)")
         stored = load_checkpoint(run_dir / "last.pt", kind="students")
         base = DistillConfig.from_dict(stored["config"])
@@ -336,25 +336,45 @@ def run(args: argparse.Namespace) -> int:
     spec = cfg.spec()
     raw_train = skeleton_source(data.sessions, data.packed, args.split, data.benchmark)
     train = StudentWindows(raw_train, spec, train=True, seed=cfg.seed)
-    val = None
-    if args.val_split != "none":
-        raw_val = skeleton_source(
-            data.sessions, data.packed, args.val_split, data.benchmark, labeled_only=True
-        )
-        val = StudentWindows(raw_val, spec, train=False)
-    teacher_logits, class_names = None, None
+    teacher_logits, class_names, class_map, extra = None, None, None, {}
     if cfg.supervision != "full":
-        from xmkd.errors import XmkdError
-
         if not data.labels:
             raise XmkdError(
                 f"supervision {cfg.supervision!r} needs the teacher's labels: run `xmkd label` "
                 "and pass --labels FILE (or use --supervision full)"
             )
         cache = load_labels(data.labels)
+        train, dropped = labeled_subset(train, cache)
+        if dropped:
+            announce(
+                f"{dropped} of {len(raw_train)} training clips have no teacher label (below "
+                f"--min-confidence {cache.extra.get('min_confidence', 0):g} in {data.labels}): "
+                f"left out, {len(train)} remain",
+                args.progress_json,
+            )
+        if len(train) == 0:
+            raise XmkdError(
+                f"{data.labels}: the teacher left every training clip without a label; label "
+                "again with a lower --min-confidence (or --background)"
+            )
         teacher_logits = cache.lookup(train.names, data.labels)
         class_names = cache.class_names
+        class_map = cache.extra.get("class_map")
+        extra = {"class_map": class_map, "no_label_left_out": dropped}
     class_names = class_names or class_names_of(raw_train)
+    val = None
+    if args.val_split != "none":
+        raw_val = skeleton_source(
+            data.sessions, data.packed, args.val_split, data.benchmark, labeled_only=True
+        )
+        val = StudentWindows(raw_val, spec, train=False)
+        try:
+            val = in_target_vocabulary(
+                val, raw_val.class_names, class_names, class_map, where=f"--labels {data.labels}"
+            )
+        except XmkdError as exc:
+            announce(f"no validation: {exc}", args.progress_json)
+            val = None
     result = train_students(
         cfg,
         train,
@@ -367,6 +387,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress_json=args.progress_json,
         console=not args.quiet,
+        checkpoint_extra=extra,
     )
     print(run_summary(result))
     return 0

@@ -11,7 +11,10 @@ DESCRIPTION = """\
 Evaluate the students of a checkpoint (`xmkd distill`'s best.pt) on the Test split: top-1 and
 top-5 accuracy, per-class accuracy and the confusion matrix of every student and of the ensemble,
 combining the students' probabilities by their mean and by their per-class maximum (Table 3).
-Windows are prepared with the checkpoint's own input spec.
+Windows are prepared with the checkpoint's own input spec. Students trained on a class map's
+target actions (`xmkd label --classes/--actions`) are scored in their own vocabulary: a clip's
+true action is the target action of its class's name, or the one the map (stored in the
+checkpoint) lists the class under; clips of other classes are left out.
 
 outputs in --out DIR (default: eval_<split> beside the checkpoint): metrics.json (everything),
 confusion_<model>.csv (rows = true class, columns = predicted) and confusion_<model>.png.
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from xmkd.checkpoint import load_students
+    from xmkd.classmap import in_target_vocabulary
     from xmkd.config import resolve_device
     from xmkd.errors import XmkdError
     from xmkd.evaluate import evaluate_models, format_table, save_report
@@ -57,10 +61,22 @@ def run(args: argparse.Namespace) -> int:
     raw = skeleton_source(args.sessions, args.packed, args.split, args.benchmark, labeled_only=True)
     data = StudentWindows(raw, meta.spec(), train=False)
     if raw.class_names and list(raw.class_names)[: meta.num_classes] != meta.class_names:
-        raise XmkdError(
-            f"{args.checkpoint}: its classes ({', '.join(meta.class_names[:3])} ...) are not the "
-            f"data's ({', '.join(list(raw.class_names)[:3])} ...)"
-        )
+        # students of a class map / other vocabulary: the data's classes in theirs
+        data = in_target_vocabulary(
+            data, raw.class_names, meta.class_names, meta.extra.get("class_map"),
+            where=str(args.checkpoint),
+        )  # fmt: skip
+        outside = int((data.labels < 0).sum())
+        if outside == len(data):
+            raise XmkdError(
+                f"none of the {len(data)} clips of the {args.split} split is of a class that one "
+                f"of {args.checkpoint}'s classes stands for: there is nothing to score"
+            )
+        if outside:
+            print(
+                f"{outside} of {len(data)} clips are of classes none of the students' classes "
+                "stands for: left out"
+            )
     if int(data.labels.max(initial=-1)) >= meta.num_classes:
         raise XmkdError(
             f"the data has labels up to {int(data.labels.max()) + 1} but {args.checkpoint} knows "

@@ -267,12 +267,15 @@ def train_students(
     console: bool = True,
     models: Sequence[nn.Module] | None = None,
     ctx: ddp.DistContext | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
 ) -> DistillResult:
     """Train ``config.k`` students on ``train_set`` and return where the checkpoints are.
 
     ``models`` replaces the students built from ``config.students`` (any nn.Modules taking the
     dataset's ``x``; the checkpoint still records ``config.students`` as their architectures).
     ``ctx`` defaults to :func:`xmkd.train.ddp.init_distributed` (torchrun-aware).
+    ``checkpoint_extra`` goes to the checkpoints' ``extra`` (e.g. the label cache's class map,
+    which ``xmkd eval`` uses to score the students on data named in another vocabulary).
     """
     run_dir = Path(run_dir)
     if input_spec is None:
@@ -462,7 +465,8 @@ def train_students(
             checkpoint = None
             if ctx.is_main:
                 payload = _payload(
-                    config, models, class_names, input_spec, record, table_info, stream=stream,
+                    config, models, class_names, input_spec, record,
+                    {**table_info, **(checkpoint_extra or {})}, stream=stream,
                     train={
                         "optimizers": [o.state_dict() for o in optimizers],
                         "schedulers": [s.state_dict() if s else None for s in schedulers],
