@@ -15,8 +15,10 @@ estimator that turns each image into NTU-25 bodies ("camera-only 3D").
   missed. ``?people=N`` (default 2: NTU's two-person actions) chooses how many.
 * `EstimatorWorker`: runs an estimator off the capture thread behind a bounded queue; the capture
   thread never waits on it (frames it cannot take are counted as dropped) and frames carry the
-  latest finished estimate. Files played faster than real time (``realtime=0``, what ``xmkd
-  record`` does with a video) estimate every frame in order instead: nothing is live to protect.
+  latest finished estimate. Its thread runs at a lower priority (`ESTIMATOR_NICE`), so on a
+  loaded machine the estimates thin out instead of the camera dropping frames. Files played
+  faster than real time (``realtime=0``, what ``xmkd record`` does with a video) estimate every
+  frame in order instead: nothing is live to protect, and the recorder waits for them.
 
 Colour frames are mirrored like NTU's videos (``mirror=1``, the default) and so are the bodies'
 colour pixels; body IDs stay stable across frames (`capture.bodyids.BodyIds`).
@@ -24,7 +26,9 @@ colour pixels; body IDs stay stable across frames (`capture.bodyids.BodyIds`).
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -314,16 +318,48 @@ class PeopleCrops:
 
 
 # ---- running an estimator off the capture thread --------------------------------------------
+#: How much lower the estimator thread's scheduling priority is than the capture's (Linux nice
+#: steps): on a loaded machine the kernel gives the CPU to the capture and writer threads first,
+#: so the estimator makes fewer estimates instead of the camera dropping frames
+#: (bench/bench_camera_recorder.py measures both).
+ESTIMATOR_NICE = 10
+
+
+def lower_thread_priority(steps: int) -> bool:
+    """Lower the calling thread's scheduling priority by ``steps`` nice steps (Linux, where
+    nice is per thread and threads it starts inherit it); False where it cannot (another OS,
+    or the limit of 19 reached)."""
+    if steps <= 0 or not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()  # a thread id is a process id for setpriority on Linux
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        if now >= 19:
+            return False
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + steps))
+        return True
+    except OSError:
+        return False
+
+
 class EstimatorWorker:
     """One thread running an estimator on the newest frames; never blocks the caller.
 
     ``submit`` hands an image over if the bounded queue has room and otherwise counts it as
     dropped; ``latest`` is the last estimate finished (bodies with stable IDs) and the index of
-    the frame it belongs to."""
+    the frame it belongs to. The thread runs ``nice`` steps below the capture's priority
+    (default `ESTIMATOR_NICE`), so when the CPU is short the estimates wait, not the frames."""
 
-    def __init__(self, estimator: Estimator, ids: BodyIds | None = None, maxsize: int = 1):
+    def __init__(
+        self,
+        estimator: Estimator,
+        ids: BodyIds | None = None,
+        maxsize: int = 1,
+        nice: int | None = None,
+    ):
         self.estimator = estimator
         self.ids = ids or BodyIds()
+        self.nice = ESTIMATOR_NICE if nice is None else int(nice)
         self.dropped = 0
         self.estimated = 0
         self.error: BaseException | None = None
@@ -349,6 +385,7 @@ class EstimatorWorker:
             return self._latest
 
     def _run(self) -> None:
+        lower_thread_priority(self.nice)
         while True:
             item = self._queue.get()
             if item is None:

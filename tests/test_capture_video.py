@@ -119,6 +119,32 @@ def test_the_worker_never_makes_the_capture_thread_wait():
     assert index >= 0 and sorted(b.id for b in bodies) == [1, 2]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_estimator_thread_yields_the_cpu_to_the_capture():
+    """The worker runs ESTIMATOR_NICE steps below the thread that made it (nice is per thread
+    on Linux), so on a loaded machine the kernel serves capture and writer first; the caller's
+    own priority is left as it was."""
+    import os
+
+    from capture.camera import ESTIMATOR_NICE
+
+    class NiceProbe(FakeEstimator):
+        def estimate(self, image, camera=None):
+            self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return super().estimate(image, camera)
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    probe = NiceProbe()
+    worker = EstimatorWorker(probe)
+    worker.submit(0, np.zeros((8, 8, 3), np.uint8))
+    deadline = time.monotonic() + 5
+    while worker.estimated == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.close()
+    assert probe.nice == min(19, mine + ESTIMATOR_NICE) and ESTIMATOR_NICE > 0
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
 def test_a_video_plays_mirrored_with_stable_body_ids(tmp_path):
     from capture.source import open_source
 

@@ -67,7 +67,8 @@ def fake_webcam(
     in wall-clock time and the camera holds at most ``buffers`` of them, so a reader that comes
     late finds the older ones overwritten (skipped frames: gaps in ``CAP_PROP_POS_MSEC``, the
     frame timestamps). ``images`` (BGR, at the delivered size) are cycled instead of the
-    default ramp. ``made`` lists the cameras opened."""
+    default ramp; every image carries its frame number mod 256 in the green of its first 8
+    pixels (top left, as the camera sees it). ``made`` lists the cameras opened."""
     import cv2
 
     class FakeWebcam:
@@ -122,10 +123,12 @@ def fake_webcam(
             self.delivered += 1
             self.last_ms = 1000.0 * number / fps  # the frame's timestamp
             if images:
-                return True, images[number % len(images)].copy()
-            image = np.zeros((self.height, self.width, 3), np.uint8)
-            image[:, :, 2] = np.linspace(0, 255, self.width, dtype=np.uint8)[None, :]
-            image[:, :, 1] = number % 256
+                image = images[number % len(images)].copy()
+            else:
+                image = np.zeros((self.height, self.width, 3), np.uint8)
+                image[:, :, 2] = np.linspace(0, 255, self.width, dtype=np.uint8)[None, :]
+                image[:, :, 1] = number % 256
+            image[0, :8, 1] = number % 256  # the frame number (mod 256), top left
             return True, image
 
         def release(self) -> None:
