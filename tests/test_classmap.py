@@ -295,3 +295,49 @@ def test_labeled_subset_reindexes_and_keeps_the_base_index_for_augmentation():
     full = TeacherLabels(list("abcd"), torch.zeros(4, 2), ["x", "y"])
     base = Windows()
     assert labeled_subset(base, full) == (base, 0)
+
+
+def test_label_dataset_maps_the_truth_and_marks_weak_clips(tmp_path):
+    from xmkd.train.label import label_dataset
+
+    class Clips(torch.utils.data.Dataset):
+        labels = [0, 1, 2, 3, -1]
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.eye(5)[i], self.labels[i], i
+
+    model = torch.nn.Linear(5, 4, bias=False)
+    with torch.no_grad():  # clip i scores class i (clip 4: uniform)
+        model.weight.copy_(torch.eye(4, 5) * 3.0)
+    names = [f"c{i}" for i in range(5)]
+    classes = ["a", "b", "c", "d"]
+
+    def run(out, cmap, data_classes, min_confidence=0.0):
+        rule = LabelRule(classes, cmap, min_confidence=min_confidence)
+        out = tmp_path / out
+        return label_dataset(
+            model,
+            Clips(),
+            names,
+            out,
+            classes,
+            rule=rule,
+            data_classes=data_classes,
+            batch_size=2,
+            progress=False,
+        )[0]
+
+    same = ClassMap([TargetAction(c, (c,)) for c in classes], "m")
+    assert run("same.pt", same, classes).targets.tolist() == [0, 1, 2, 3, -1]
+    merged = ClassMap([TargetAction("ab", ("a", "b")), TargetAction("d", ("d",))], "m")
+    cache = run("merged.pt", merged, classes, min_confidence=0.6)
+    assert cache.targets.tolist() == [0, 0, -1, 1, -1]  # "c" is no target action
+    assert cache.no_label == ["c2", "c4"]  # c2's mass is on "c"; c4's best is 0.5
+    assert run("unknown.pt", merged, None).targets.tolist() == [-1] * 5
+    own = run("own.pt", None, None)  # no map, classes unknown: the labels as they are
+    assert own.targets.tolist() == [0, 1, 2, 3, -1] and torch.equal(
+        own.logits, model(torch.eye(5)).detach()
+    )

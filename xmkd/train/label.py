@@ -235,10 +235,11 @@ def label_dataset(
         cache = TeacherLabels([], torch.zeros(0, len(target_names)), target_names, modality)
     # the true classes of the data, as indices of the target vocabulary (None: the same)
     to_target = None
-    if data_classes is not None and list(data_classes) != target_names[: len(data_classes)]:
+    if data_classes is None:
+        if rule.class_map is not None:  # the data's classes are unknown: no truth in targets
+            to_target = np.full(0, -1, dtype=np.int64)
+    elif list(data_classes) != target_names[: len(data_classes)]:
         to_target = dataset_targets(data_classes, rule.action_names, rule.class_map)
-    elif rule.class_map is not None:
-        to_target = np.full(0, -1, dtype=np.int64)  # classes unknown: no truth in the targets
 
     todo = [i for i, n in enumerate(names) if n not in cache]
     all_names = list(cache.names)
@@ -274,9 +275,8 @@ def label_dataset(
         truth = torch.as_tensor(target, dtype=torch.int64).reshape(-1)
         if to_target is None:
             return truth
-        known = (truth >= 0) & (truth < len(to_target))
-        mapped = torch.from_numpy(to_target)[truth.clamp(0, max(len(to_target) - 1, 0))]
-        return torch.where(known, mapped, torch.full_like(truth, -1))
+        table = torch.from_numpy(np.append(to_target, -1))  # last: any unknown class
+        return table[torch.where((truth >= 0) & (truth < len(to_target)), truth, -1)]
 
     t0 = time.perf_counter()
     done = 0
