@@ -1,9 +1,15 @@
-"""Distill tab: set up and run ``xmkd distill`` in a separate process, follow its JSON-lines
-progress (progress bar with ETA, live curves of the losses, the agreement with the teacher and
-the validation accuracy), cancel it cleanly, resume it, and export / build the engine with one
-click when it ends.
+"""Distill tab: from sessions and a teacher to a model in the Live tab, as one background job.
 
-Training runs as a child process (QProcess), never in the GUI process: a crash there ends only
+The job runs ``xmkd label`` (the teacher picked in :mod:`gui.teacher_picker` labels the clips),
+``xmkd distill`` and ``xmkd export`` one after another in child processes (:mod:`gui.pipeline`),
+with the stages shown as they advance, their JSON-lines progress (progress bar with ETA, live
+curves of the losses, the agreement with the teacher and the validation accuracy), Cancel, and
+Resume at any stage, also after the app was closed (the stages' state is kept in the output
+folder). A label cache made earlier can stand in for the label stage; when the job ends the new
+model is offered in the Live tab (``trained`` / ``exported``). Before the long job, Preview runs
+the teacher on a few clips and shows its top classes, so that a wrong class map shows at once.
+
+Every stage runs as a child process (QProcess), never in the GUI process: a crash there ends only
 that process, and its last error line is shown here.
 """
 
@@ -16,25 +22,34 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from gui import pipeline as jobs
 from gui.curves import Curves
+from gui.pipeline import Pipeline, PipelineState
+from gui.teacher_picker import TeacherPicker
 from gui.workers import JsonLinesProcess, xmkd_command
 from xmkd.errors import XmkdError
 
@@ -68,6 +83,57 @@ def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     return row
 
 
+#: How each stage status is shown in the stage strip: (text after the stage's name, colour).
+STAGE_LOOK = {
+    "pending": ("", "#777"),
+    "running": ("running", "#1565c0"),
+    "done": ("done", "#2e7d32"),
+    "cancelled": ("cancelled", "#e65100"),
+    "failed": ("failed", "#b00"),
+    "skipped": ("skipped", "#aaa"),
+}
+#: What each stage does, for the strip's tooltips.
+STAGE_HELP = {
+    "label": "xmkd label: the teacher labels the clips (skipped with a label cache given)",
+    "distill": "xmkd distill: the skeleton students learn from the teacher's labels",
+    "export": "xmkd export: the students as one ONNX model for the Live and Replay tabs",
+}
+
+
+class StageStrip(QWidget):
+    """label -> distill -> export, each stage's name with its status."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.labels: dict[str, QLabel] = {}
+        for i, name in enumerate(jobs.STAGES):
+            if i:
+                row.addWidget(QLabel("→"))
+            label = QLabel()
+            label.setToolTip(STAGE_HELP[name])
+            self.labels[name] = label
+            row.addWidget(label)
+        row.addStretch(1)
+        self.statuses: dict[str, str] = {}
+        self.show_statuses({name: "pending" for name in jobs.STAGES})
+
+    def show_statuses(self, statuses: dict[str, str]) -> None:
+        self.statuses = dict(statuses)
+        for name, label in self.labels.items():
+            status = statuses.get(name, "skipped")
+            text, colour = STAGE_LOOK.get(status, ("", "#777"))
+            number = jobs.STAGES.index(name) + 1
+            shown = f"{number} {name}" + (f": {text}" if text else "")
+            weight = "bold" if status == "running" else "normal"
+            strike = "line-through" if status == "skipped" else "none"
+            label.setText(shown)
+            label.setStyleSheet(
+                f"color: {colour}; font-weight: {weight}; text-decoration: {strike};"
+            )
+
+
 class DistillTab(QWidget):
     #: path of the exported model (ONNX) after a successful export
     exported = Signal(str)
@@ -78,17 +144,49 @@ class DistillTab(QWidget):
         super().__init__(parent)
         #: (program, leading args) that run the ``xmkd`` CLI; tests may point it elsewhere
         self.program = program or xmkd_command()
-        self.job = JsonLinesProcess(self)
+        self.pipeline = Pipeline(self, self.program)
+        self.job = self.pipeline.job
         self.job.event.connect(self.on_event)
         self.job.output.connect(self._log_line)
-        self.job.finished.connect(self._job_finished)
-        self.job_kind = ""  # "distill" | "export" | "engine"
+        self.job.started.connect(self._update_buttons)  # each stage's child (Cancel on)
+        self.pipeline.stage_started.connect(self._stage_started)
+        self.pipeline.stage_finished.connect(self._stage_finished)
+        self.pipeline.finished.connect(self._pipeline_finished)
+        self.preview_job = JsonLinesProcess(self)
+        self.preview_job.event.connect(self._preview_event)
+        self.preview_job.finished.connect(self._preview_finished)
+        self.job_kind = ""  # "label" | "distill" | "export"
+        #: the distill stage's progress events (of this run and its resumptions)
         self.events: list[dict[str, Any]] = []
+        #: the label stage's progress events
+        self.label_events: list[dict[str, Any]] = []
+        #: the preview's clips (one object per clip, as ``xmkd label --preview N --json``)
+        self.preview_rows: list[dict[str, Any]] = []
         self.finished_ok = False
         self.epochs_total = 0
         self.steps_per_epoch = 0
         self.best_checkpoint: str | None = None
+        self._export_target: Path | None = None
         self._stepped_epochs: set[int] = set()
+
+        teacher_box = QGroupBox("Teacher")
+        teacher_layout = QVBoxLayout(teacher_box)
+        self.teacher = TeacherPicker()
+        teacher_layout.addWidget(self.teacher)
+        preview_row = QHBoxLayout()
+        self.preview_button = QPushButton("Preview")
+        self.preview_button.setToolTip(
+            "run the teacher on a few clips of the data below and show its top classes "
+            "(catches a wrong class map before the long job)"
+        )
+        self.preview_clips = QSpinBox()
+        self.preview_clips.setRange(1, 64)
+        self.preview_clips.setValue(6)
+        self.preview_clips.setSuffix(" clips")
+        preview_row.addWidget(self.preview_button)
+        preview_row.addWidget(self.preview_clips)
+        preview_row.addStretch(1)
+        teacher_layout.addLayout(preview_row)
 
         form_box = QGroupBox("Distillation")
         form = QFormLayout(form_box)
@@ -100,9 +198,13 @@ class DistillTab(QWidget):
         self.data_browse = QPushButton("…")
         form.addRow("path(s)", _path_row(self.data_path, self.data_browse))
         self.labels = QLineEdit()
-        self.labels.setPlaceholderText("teacher label cache (from xmkd label)")
+        self.labels.setPlaceholderText("empty: the teacher above labels the clips")
+        self.labels.setToolTip(
+            "a label cache made earlier (xmkd label) instead of the label stage; empty: the "
+            "teacher above labels the clips into the output folder (labels.pt)"
+        )
         self.labels_browse = QPushButton("…")
-        form.addRow("teacher labels", _path_row(self.labels, self.labels_browse))
+        form.addRow("label cache", _path_row(self.labels, self.labels_browse))
         self.arch = QComboBox()
         self.arch.addItems(ARCH_CHOICES)
         form.addRow("students", self.arch)
@@ -113,6 +215,7 @@ class DistillTab(QWidget):
         self.width = QDoubleSpinBox()
         self.width.setRange(0.0, 1.0)
         self.width.setSingleStep(0.05)
+        self.width.setDecimals(3)  # 0.125 (an eighth) must not become 0.13
         self.width.setSpecialValueText("preset")
         self.width.setValue(0.0)
         self.width.setToolTip(
@@ -137,6 +240,7 @@ class DistillTab(QWidget):
         form.addRow("batch size", self.batch)
         self.device = QComboBox()
         self.device.addItems(DEVICE_CHOICES)
+        self.device.setToolTip("where the teacher and the students run")
         form.addRow("device", self.device)
         self.precision = QComboBox()
         self.precision.addItems(["fp32", "bf16"])
@@ -166,39 +270,73 @@ class DistillTab(QWidget):
         self.split = QComboBox()
         self.split.addItems(["student_train", "all", "teacher_train"])
         self.split.setToolTip(
-            "clips to train on: the paper's Student-Train split, or every clip (your own "
-            "unlabeled recordings)"
+            "clips to label and train on: the paper's Student-Train split, or every clip (your "
+            "own unlabeled recordings)"
         )
         form.addRow("split", self.split)
         self.extra = QLineEdit()
         self.extra.setPlaceholderText("more xmkd distill flags, e.g. --lr 0.05 --window 64")
         form.addRow("more flags", self.extra)
         self.out_dir = QLineEdit(str(Path("runs") / "distill"))
+        self.out_dir.setToolTip(
+            "the run folder: label cache, checkpoints, exported model and the job's state "
+            "(pipeline.json, for Resume)"
+        )
         self.out_browse = QPushButton("…")
         form.addRow("output", _path_row(self.out_dir, self.out_browse))
+
+        export_box = QGroupBox("Export")
+        export_form = QFormLayout(export_box)
+        self.export_when_done = QCheckBox("export when distilled (part of the job)")
+        self.export_when_done.setChecked(True)
+        self.export_when_done.setToolTip(
+            "after distillation, export the students as one ONNX model and offer it in the "
+            "Live tab; off: the students checkpoint is offered, Export exports it later"
+        )
+        export_form.addRow("", self.export_when_done)
         self.trt = QCheckBox("TensorRT engine too (needs a GPU)")
-        form.addRow("export", self.trt)
+        export_form.addRow("engine", self.trt)
+        self.export_extra = QLineEdit()
+        self.export_extra.setPlaceholderText("more xmkd export flags, e.g. --fp16")
+        self.export_extra.setToolTip(
+            "e.g. --fp16, --ensemble max, --check-data DIR (parity on real skeletons)"
+        )
+        export_form.addRow("more flags", self.export_extra)
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
+        self.start_button.setToolTip(
+            "run the job: label (unless a cache is given), distill, export"
+        )
         self.cancel_button = QPushButton("Cancel")
         self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("continue the output folder's job at the stage it stopped")
         self.export_button = QPushButton("Export / build engine")
         for b in (self.start_button, self.cancel_button, self.resume_button):
             buttons.addWidget(b)
+        settings = QWidget()
+        settings_layout = QVBoxLayout(settings)
+        settings_layout.setContentsMargins(0, 0, 0, 0)
+        settings_layout.addWidget(teacher_box)
+        settings_layout.addWidget(form_box)
+        settings_layout.addWidget(export_box)
+        settings_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(settings)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         left = QVBoxLayout()
-        left.addWidget(form_box)
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(scroll, 1)
         left.addLayout(buttons)
         left.addWidget(self.export_button)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(2000)
-        left.addWidget(QLabel("Output"))
-        left.addWidget(self.log, 1)
         left_widget = QWidget()
         left_widget.setLayout(left)
-        left_widget.setMaximumWidth(420)
+        left_widget.setMinimumWidth(360)
+        left_widget.setMaximumWidth(460)
 
+        self.stages = StageStrip()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFormat("idle")
@@ -209,15 +347,37 @@ class DistillTab(QWidget):
         prow.addWidget(self.progress, 1)
         prow.addWidget(self.eta)
         prow.addWidget(self.rate)
+        preview_box = QGroupBox("Teacher preview")
+        preview_layout = QVBoxLayout(preview_box)
+        self.preview_status = QLabel("Preview shows the teacher's top classes on a few clips.")
+        self.preview_status.setWordWrap(True)
+        self.preview_table = QTableWidget(0, 4)
+        self.preview_table.setHorizontalHeaderLabels(["clip", "true", "teacher's top 3", "label"])
+        self.preview_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.preview_table.verticalHeader().setVisible(False)
+        header = self.preview_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.preview_table.setMaximumHeight(170)
+        preview_layout.addWidget(self.preview_status)
+        preview_layout.addWidget(self.preview_table)
         self.curves = Curves()
         self.error = QLabel("")
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #b00;")
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setMaximumHeight(110)
+        self.log.setPlaceholderText("the commands' output")
         right = QVBoxLayout()
+        right.addWidget(self.stages)
         right.addLayout(prow)
+        right.addWidget(preview_box)
         right.addWidget(self.curves, 1)
         right.addWidget(self.error)
+        right.addWidget(self.log)
         right_widget = QWidget()
         right_widget.setLayout(right)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -231,11 +391,17 @@ class DistillTab(QWidget):
         self.resume_button.clicked.connect(lambda: self.start(resume=True))
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self.export)
+        self.preview_button.clicked.connect(self.preview)
         self.data_browse.clicked.connect(self._browse_data)
         self.labels_browse.clicked.connect(self._browse_labels)
         self.out_browse.clicked.connect(self._browse_out)
-        self.loss.currentIndexChanged.connect(self._update_buttons)
-        self.out_dir.textChanged.connect(self._update_buttons)
+        for signal in (
+            self.loss.currentIndexChanged,
+            self.out_dir.textChanged,
+            self.labels.textChanged,
+            self.export_when_done.toggled,
+        ):
+            signal.connect(self._update_buttons)
         for signal in (
             self.preset.currentIndexChanged,
             self.data_kind.currentIndexChanged,
@@ -248,6 +414,8 @@ class DistillTab(QWidget):
     # ---- settings --------------------------------------------------------------------------
     def persistent_widgets(self) -> dict[str, QWidget]:
         return {
+            **self.teacher.persistent_widgets(),
+            "preview_clips": self.preview_clips,
             "data_kind": self.data_kind,
             "data_path": self.data_path,
             "labels": self.labels,
@@ -265,7 +433,9 @@ class DistillTab(QWidget):
             "split": self.split,
             "extra": self.extra,
             "out_dir": self.out_dir,
+            "export_when_done": self.export_when_done,
             "trt": self.trt,
+            "export_extra": self.export_extra,
         }
 
     # ---- command lines -----------------------------------------------------------------------
@@ -276,16 +446,18 @@ class DistillTab(QWidget):
             return [("stgcn", "hcn")[i % 2] for i in range(k)]
         return [choice] * k
 
+    def run_dir(self) -> Path:
+        return Path(self.out_dir.text())
+
     def last_checkpoint(self) -> Path:
         """Where ``xmkd distill`` keeps the checkpoint it resumes from (every epoch)."""
-        return Path(self.out_dir.text()) / "last.pt"
+        return self.run_dir() / "last.pt"
 
     def export_checkpoint(self) -> Path:
         """The checkpoint to export: the run's best (its validation), else the last one."""
         if self.best_checkpoint and Path(self.best_checkpoint).is_file():
             return Path(self.best_checkpoint)
-        best = Path(self.out_dir.text()) / "best.pt"
-        return best if best.is_file() else self.last_checkpoint()
+        return jobs.export_checkpoint(self.run_dir())
 
     def data_paths(self) -> tuple[list[str], str | None]:
         """(session folders, packed NTU folder or None) of the form."""
@@ -293,6 +465,16 @@ class DistillTab(QWidget):
         if self.data_kind.currentText() == "sessions":
             return paths, None
         return [], (paths[0] if paths else None)
+
+    def data_args(self) -> list[str]:
+        """--sessions DIR.. or --packed DIR, and the split (shared by label and distill)."""
+        sessions, packed = self.data_paths()
+        args = []
+        if sessions:
+            args += ["--sessions", *sessions]
+        elif packed:
+            args += ["--packed", packed]
+        return args
 
     def chosen_preset(self) -> tuple[str, str]:
         """The preset the run will use and why: the one picked here, or (``from the data``)
@@ -314,16 +496,61 @@ class DistillTab(QWidget):
             return
         self.preset_note.setText(f"preset {preset}: {why}")
 
+    def label_stage_needed(self) -> bool:
+        """The job starts with the teacher labeling the clips: no label cache was given and
+        the loss learns from a teacher (full supervision uses the data's own labels)."""
+        return not self.labels.text().strip() and self.loss.currentIndex() != 3
+
+    def labels_file(self) -> str:
+        """The label cache distillation reads: the one given, else the label stage's."""
+        given = self.labels.text().strip()
+        if given:
+            return given
+        return str(jobs.labels_path(self.run_dir())) if self.label_stage_needed() else ""
+
+    def label_args(self) -> list[str]:
+        """The ``xmkd label`` arguments of the label stage (progress as JSON lines on stdout).
+        Raises ValueError for unbalanced quotes in the teacher's extra flags."""
+        return [
+            "label",
+            *self.teacher.args(),
+            "--out",
+            str(jobs.labels_path(self.run_dir())),
+            *self.data_args(),
+            "--split",
+            self.split.currentText(),
+            "--device",
+            self.device.currentText(),
+            "--progress-json",
+            "-",
+        ]
+
+    def preview_args(self) -> list[str]:
+        """``xmkd label ... --preview N --json``: the teacher on N clips, nothing written."""
+        return [
+            "label",
+            *self.teacher.args(),
+            *self.data_args(),
+            "--split",
+            self.split.currentText(),
+            "--device",
+            self.device.currentText(),
+            "--preview",
+            str(self.preview_clips.value()),
+            "--json",
+        ]
+
+    def export_args(self) -> list[str]:
+        """The export stage's options (the checkpoint is chosen when it starts)."""
+        fmt = "tensorrt" if self.trt.isChecked() else "onnx"
+        return ["--format", fmt, *shlex.split(self.export_extra.text())]
+
     def distill_args(self, resume: bool = False) -> list[str]:
         """The ``xmkd distill`` arguments for the form (progress as JSON lines on stdout)."""
-        args = ["distill"]
-        sessions, packed = self.data_paths()
-        if sessions:
-            args += ["--sessions", *sessions]
-        elif packed:
-            args += ["--packed", packed]
-        if self.labels.text().strip():
-            args += ["--labels", self.labels.text().strip()]
+        args = ["distill", *self.data_args()]
+        labels = self.labels_file()
+        if labels:
+            args += ["--labels", labels]
         args += ["--students", *self.students()]
         if self.width.value() > 0:
             args += ["--width", f"{self.width.value():g}"]
@@ -350,64 +577,128 @@ class DistillTab(QWidget):
             args += ["--resume"]
         return args
 
+    def plan(self) -> PipelineState:
+        """The job the form describes: label (unless a cache is given), distill, export (when
+        asked). Raises XmkdError (data, teacher) or ValueError (quotes in extra flags) with
+        the sentence to show."""
+        try:
+            distill = self.distill_args()
+        except XmkdError as exc:  # a data folder that is not a session
+            raise XmkdError(f"data: {exc}") from exc
+        except ValueError as exc:  # unbalanced quotes in "more flags"
+            raise XmkdError(f"more flags: {exc}") from exc
+        label = None
+        if self.label_stage_needed():
+            problem = self.teacher.problem()
+            if problem:
+                raise XmkdError(f"{problem} (or give a label cache made earlier with xmkd label)")
+            label = self.label_args()
+        try:
+            export = self.export_args() if self.export_when_done.isChecked() else None
+        except ValueError as exc:
+            raise XmkdError(f"export flags: {exc}") from exc
+        return jobs.plan(self.run_dir(), distill, label, export)
+
+    def stored_job(self) -> PipelineState | None:
+        """The job kept in the output folder (None when there is none); a broken state file
+        is shown as the error."""
+        try:
+            return PipelineState.load(self.run_dir())
+        except XmkdError as exc:
+            self.error.setText(str(exc))
+            return None
+
     # ---- running -----------------------------------------------------------------------------
     def start(self, resume: bool = False) -> None:
-        if self.job.is_running():
+        """Start the job the form describes, or (``resume``) continue the output folder's."""
+        if self.pipeline.is_running():
             return
-        if not resume and self.last_checkpoint().is_file():
+        stored = self.stored_job()
+        if not resume and (stored is not None or self.last_checkpoint().is_file()):
             # never overwrite a run (its checkpoints are hours of work)
+            held = jobs.STATE_FILE if stored is not None else "last.pt"
             self.error.setText(
-                f"{self.out_dir.text()} already holds a run (last.pt): Resume it, or choose "
+                f"{self.out_dir.text()} already holds a run ({held}): Resume it, or choose "
                 "another output folder for a new run"
             )
             return
+        self.error.setText("")
+        if resume and stored is not None:
+            state = stored
+            self.log.appendPlainText(
+                f"resuming the job of {state.path} at {getattr(state.next_stage(), 'name', '-')}"
+            )
+        else:
+            try:
+                state = self.plan()
+            except XmkdError as exc:
+                self.error.setText(str(exc))
+                return
+            if resume:  # a run made elsewhere (xmkd distill): its distillation resumes
+                state.stages = [s for s in state.stages if s.name != "label"]
         if not resume:
             self.curves.clear()
             self.events.clear()
+            self.label_events.clear()
             self.best_checkpoint = None
             self._stepped_epochs.clear()
-        self.error.setText("")
         self.finished_ok = False
-        try:
-            args = self.distill_args(resume)
-        except ValueError as exc:  # unbalanced quotes in "more flags"
-            self.error.setText(f"more flags: {exc}")
-            return
-        except XmkdError as exc:  # a data folder that is not a session
-            self.error.setText(f"data: {exc}")
-            return
-        self._run("distill", args)
-        self.progress.setFormat("resuming…" if resume else "starting…")
-
-    def _run(self, kind: str, args: list[str]) -> None:
-        program, lead = self.program
-        self.job_kind = kind
-        self.log.appendPlainText(f"$ xmkd {' '.join(args)}")
-        self.job.start(program, [*lead, *args], env={"PYTHONUNBUFFERED": "1"})
+        self.pipeline.program = self.program
+        self.pipeline.start(state)
         self._update_buttons()
 
     def cancel(self) -> None:
-        if self.job.is_running():
+        if self.pipeline.is_running():
             self.progress.setFormat("cancelling…")
-            self.job.cancel()
+            self.pipeline.cancel()
 
     def export(self) -> None:
         """Export the trained ensemble to ONNX (and a TensorRT engine when asked)."""
-        if self.job.is_running():
+        if self.pipeline.is_running():
             return
-        fmt = "tensorrt" if self.trt.isChecked() else "onnx"
-        checkpoint = self.export_checkpoint()
-        self._export_target = checkpoint.with_suffix(".onnx")
-        args = ["export", str(checkpoint), "--format", fmt]
+        try:
+            args = self.export_args()
+        except ValueError as exc:
+            self.error.setText(f"export flags: {exc}")
+            return
+        state = self.stored_job() or PipelineState(self.run_dir())
+        stage = state.stage("export")
+        if stage is None:
+            stage = jobs.Stage("export", args)
+            state.stages.append(stage)
+        stage.args, stage.status, stage.message = args, "pending", ""
         self.error.setText("")
-        self._run("export", args)
-        self.progress.setFormat(f"exporting ({fmt})…")
-        self.progress.setRange(0, 0)  # busy indicator: export reports no steps
+        self.pipeline.program = self.program
+        self.pipeline.start(state, only="export")
+        self._update_buttons()
+
+    @Slot(str, list)
+    def _stage_started(self, name: str, args: list[str]) -> None:
+        self.job_kind = name
+        self.log.appendPlainText(f"$ xmkd {shlex.join(args)}")
+        self.eta.setText("ETA --")
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        if name == "label":
+            self.progress.setFormat("labeling: starting the teacher…")
+        elif name == "distill":
+            self.progress.setFormat("resuming…" if "--resume" in args else "starting…")
+        else:
+            fmt = args[args.index("--format") + 1] if "--format" in args else "onnx"
+            self._export_target = jobs.export_target(args[1])
+            self.progress.setFormat(f"exporting ({fmt})…")
+            self.progress.setRange(0, 0)  # busy indicator: export reports no steps
+        self._show_stages()
+        self._update_buttons()
 
     @Slot(dict)
     def on_event(self, event: dict[str, Any]) -> None:
-        """Apply one progress event of ``xmkd distill --progress-json -`` (schema in
+        """Apply one progress event of the running stage: ``xmkd label --progress-json -``
+        (start, progress, done) or ``xmkd distill --progress-json -`` (schema in
         :mod:`xmkd.train.progress`: start, step, epoch, end)."""
+        if self.job_kind == "label":
+            self._label_event(event)
+            return
         if self.job_kind != "distill":
             return
         self.events.append(event)
@@ -456,6 +747,23 @@ class DistillTab(QWidget):
             if value is not None:
                 self.curves.add("validation accuracy", name, x, value)
 
+    def _label_event(self, event: dict[str, Any]) -> None:
+        self.label_events.append(event)
+        kind = event.get("event")
+        if kind in ("start", "progress"):
+            done, total = int(event.get("done") or 0), int(event.get("total") or 0)
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(round(1000 * done / total)) if total else 0)
+            self.progress.setFormat(f"labeling: {done}/{total} clips  %p%")
+            if event.get("eta_s") is not None:
+                self.eta.setText(format_eta(event["eta_s"]))
+            if event.get("clips_per_s") is not None:
+                self.rate.setText(f"{event['clips_per_s']:.1f} clips/s")
+        elif kind == "done":
+            self.log.appendPlainText(jobs.summary(event))
+            if event.get("accuracy") is not None:
+                self.rate.setText(f"teacher {100 * float(event['accuracy']):.1f}% right")
+
     def _set_fraction(self, fraction: float, epochs_done: int) -> None:
         self.progress.setRange(0, 1000)
         self.progress.setValue(int(round(1000 * max(0.0, min(1.0, fraction)))))
@@ -465,47 +773,157 @@ class DistillTab(QWidget):
     def _log_line(self, line: str) -> None:
         self.log.appendPlainText(line)
 
-    @Slot(int, str)
-    def _job_finished(self, code: int, message: str) -> None:
-        kind = self.job_kind
+    @Slot(str, str, str)
+    def _stage_finished(self, kind: str, status: str, message: str) -> None:
         self.progress.setRange(0, 1000)
         if message:
             self.error.setText(f"xmkd {kind}: {message}")
             self.progress.setFormat(f"{kind} {'cancelled' if message == 'cancelled' else 'failed'}")
+        elif kind == "label":
+            self.progress.setValue(1000)
+            self.progress.setFormat("labeled")
+        elif kind == "distill":
+            self.finished_ok = True
+            self.progress.setValue(1000)
+            self.progress.setFormat("finished: ready to export")
+            self.eta.setText("ETA 0:00")
+            if self.export_checkpoint().is_file():
+                self.trained.emit(str(self.export_checkpoint()))
         else:
-            if kind == "distill":
-                self.finished_ok = True
-                self.progress.setValue(1000)
-                self.progress.setFormat("finished: ready to export")
-                self.eta.setText("ETA 0:00")
-                if self.export_checkpoint().is_file():
-                    self.trained.emit(str(self.export_checkpoint()))
-            else:
-                self.progress.setValue(1000)
-                self.progress.setFormat(f"{kind} done")
-                target = getattr(self, "_export_target", None)
-                if kind == "export" and target is not None and target.is_file():
-                    self.progress.setFormat(f"exported {target.name}: ready for Live and Replay")
-                    self.exported.emit(str(target))
-        self.log.appendPlainText(f"[{kind} ended with exit code {code}]")
+            self.progress.setValue(1000)
+            self.progress.setFormat(f"{kind} done")
+            target = self._export_target
+            if kind == "export" and target is not None and target.is_file():
+                self.progress.setFormat(f"exported {target.name}: ready for Live and Replay")
+                self.exported.emit(str(target))
+        self.log.appendPlainText(f"[{kind} {status}]")
+        self._show_stages()
         self._update_buttons()
 
+    @Slot(bool, str)
+    def _pipeline_finished(self, ok: bool, message: str) -> None:
+        state = self.pipeline.state
+        if ok and state is not None and len(state.stages) > 1:
+            export = state.stage("export")
+            model = self._export_target if export is not None else self.export_checkpoint()
+            if model is not None and Path(model).is_file():
+                self.progress.setFormat(f"done: {Path(model).name} offered in the Live tab")
+        self._show_stages()
+        self._update_buttons()
+
+    def _show_stages(self) -> None:
+        """The stage strip: the output folder's job, else the one Start would run."""
+        state = self.pipeline.state if self.pipeline.is_running() else None
+        if state is None:
+            try:
+                state = PipelineState.load(self.run_dir())
+            except XmkdError:
+                state = None
+        if state is None:
+            planned = {"distill": "pending"}
+            if self.label_stage_needed():
+                planned["label"] = "pending"
+            if self.export_when_done.isChecked():
+                planned["export"] = "pending"
+            self.stages.show_statuses({n: planned.get(n, "skipped") for n in jobs.STAGES})
+        else:
+            self.stages.show_statuses(jobs.describe(state))
+
     def _update_buttons(self) -> None:
-        running = self.job.is_running()
+        running = self.pipeline.is_running()
+        try:
+            stored = PipelineState.load(self.run_dir())
+        except XmkdError:
+            stored = None
+        # a job of this app resumes until it is complete; a run of xmkd distill alone
+        # (no job state) while it has its last checkpoint
+        resumable = (
+            not stored.complete() if stored is not None else self.last_checkpoint().is_file()
+        )
         self.start_button.setEnabled(not running)
-        self.resume_button.setEnabled(not running and self.last_checkpoint().is_file())
+        self.resume_button.setEnabled(not running and resumable)
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(not running and self.export_checkpoint().is_file())
         self.tau.setEnabled(self.loss.currentIndex() == 2)
+        self.labels.setEnabled(self.loss.currentIndex() != 3)
+        self._show_stages()
+
+    # ---- teacher preview ---------------------------------------------------------------------
+    def preview(self) -> None:
+        """Run the teacher on a few clips (``xmkd label --preview N --json``) and list its top
+        classes per clip; a second click while it runs stops it."""
+        if self.preview_job.is_running():
+            self.preview_job.cancel()
+            return
+        problem = self.teacher.problem()
+        if not problem and not self.data_args():
+            problem = "data: choose the session folders or the packed NTU folder first"
+        if problem:
+            self.preview_status.setText(problem)
+            return
+        self.preview_rows.clear()
+        self.preview_table.setRowCount(0)
+        args = self.preview_args()
+        self.log.appendPlainText(f"$ xmkd {shlex.join(args)}")
+        self.preview_status.setText(
+            f"running the teacher on {self.preview_clips.value()} clips (loading it first)…"
+        )
+        program, lead = self.program
+        self.preview_job.start(program, [*lead, *args], env={"PYTHONUNBUFFERED": "1"})
+        self.preview_button.setText("Stop preview")
+
+    @Slot(dict)
+    def _preview_event(self, clip: dict[str, Any]) -> None:
+        if "name" not in clip or "top" not in clip:
+            return
+        self.preview_rows.append(clip)
+        row = self.preview_table.rowCount()
+        self.preview_table.insertRow(row)
+        top = []
+        for entry in clip.get("top") or []:
+            text = f"{entry.get('class')} {100 * float(entry.get('p') or 0):.0f}%"
+            target = entry.get("target")
+            if target and target != entry.get("class"):
+                text += f" ({target})"
+            top.append(text)
+        label = clip.get("label")
+        confidence = clip.get("confidence")
+        shown_label = "no label" if label is None else str(label)
+        if confidence is not None:
+            shown_label += f" ({100 * float(confidence):.0f}%)"
+        true = clip.get("true")
+        cells = [str(clip["name"]), "" if true is None else str(true), "; ".join(top), shown_label]
+        for column, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)
+            self.preview_table.setItem(row, column, item)
+
+    @Slot(int, str)
+    def _preview_finished(self, code: int, message: str) -> None:
+        self.preview_button.setText("Preview")
+        rows = self.preview_rows
+        if message:
+            self.preview_status.setText(f"preview: {message}")
+            return
+        labeled = [r for r in rows if r.get("label") is not None]
+        known = [r for r in labeled if r.get("true") is not None]
+        text = f"{len(rows)} clips: {len(labeled)} labeled"
+        if known:
+            right = sum(r["label"] == r["true"] for r in known)
+            text += f", {right} of {len(known)} as their true action"
+        self.preview_status.setText(text)
 
     def shutdown(self) -> None:
-        """Window closing: stop the child (it checkpoints every epoch) without waiting long."""
-        if self.job.is_running():
-            self.job.cancel()
-            self.job.process.waitForFinished(3000)
-            if self.job.is_running():
-                self.job.process.kill()
-                self.job.process.waitForFinished(1000)
+        """Window closing: stop the children (distill checkpoints every epoch, label keeps
+        its cache) without waiting long; the job's state stays in the output folder."""
+        self.pipeline.shutdown()
+        if self.preview_job.is_running():
+            self.preview_job.cancel()
+            process = self.preview_job.process
+            process.waitForFinished(2000)
+            if self.preview_job.is_running():
+                process.kill()
+                process.waitForFinished(1000)
 
     # ---- browse ------------------------------------------------------------------------------
     def _browse_data(self) -> None:

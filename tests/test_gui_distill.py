@@ -86,6 +86,7 @@ def test_distill_cancel_resume_and_export(qtbot, tmp_path, packed):
     tab.split.setCurrentText("teacher_train")
     tab.extra.setText("--window 16 --fit resize --eval-every 2 --quiet")  # validate once
     tab.out_dir.setText(str(run))
+    tab.export_when_done.setChecked(False)  # exported by its own button below
 
     tab.start_button.click()
     assert tab.job.is_running() and tab.cancel_button.isEnabled()
