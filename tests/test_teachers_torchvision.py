@@ -56,19 +56,25 @@ def _arch_params(archs=ARCHS):
 
 
 class FakeVideos:
-    """A raw video dataset (the ``load``/``fps`` contract of xmkd.data.VideoDataset)."""
+    """A raw video dataset (``frame_count``/``read_frames``/``fps`` as xmkd.data.VideoDataset);
+    counts the frames read, to show only the sampled ones are decoded."""
 
     def __init__(self, clips: list[np.ndarray], fps: float | None = 30.0):
         self.clips = clips
         self.names = [f"S001C001P001R001A{i + 1:03d}" for i in range(len(clips))]
         self.labels = np.arange(len(clips), dtype=np.int64)
         self._fps = fps
+        self.frames_read = 0
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def load(self, index: int) -> np.ndarray:
-        return self.clips[index]
+    def frame_count(self, index: int) -> int:
+        return len(self.clips[index])
+
+    def read_frames(self, index: int, indices: np.ndarray) -> np.ndarray:
+        self.frames_read += len(indices)
+        return self.clips[index][indices]
 
     def fps(self, index: int) -> float | None:
         return self._fps
@@ -139,6 +145,7 @@ def test_30fps_clip_resampled_to_15fps_takes_every_second_frame():
     x, label, index = TorchvisionClips(videos, identity_pipeline(8, 15.0))[0]
     assert x.shape == (3, 8, 8, 8) and (label, index) == (0, 0)
     assert frame_numbers(x).tolist() == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert videos.frames_read == 8  # only the sampled frames are decoded, not all 40
     # an unknown frame rate is taken as 30 fps
     x, _, _ = TorchvisionClips(
         FakeVideos([numbered_frames(40)], fps=None), identity_pipeline(8, 15.0)

@@ -161,19 +161,26 @@ class ClipPipeline:
     def __call__(self, frames: np.ndarray, fps: float | None, name: str = "clip") -> torch.Tensor:
         """uint8 (T, H, W, 3) RGB frames -> (C, T, H, W), or (N, C, T, H, W) for N > 1 clips."""
         frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise XmkdError(
-                f"{name}: expected uint8 RGB frames (T, H, W, 3), got {frames.dtype} "
-                f"{tuple(frames.shape)}"
-            )
-        if len(frames) == 0:
-            raise XmkdError(f"{name}: the video has no frames")
+        if frames.ndim != 4 or len(frames) == 0:
+            raise XmkdError(f"{name}: the video has no frames ({tuple(frames.shape)})")
         idx = self.clip_indices(len(frames), fps)
-        # resize each distinct frame once (overlapping clips share frames)
         unique, inverse = np.unique(idx, return_inverse=True)
-        picked = torch.from_numpy(np.ascontiguousarray(frames[unique]))
-        picked = picked.permute(0, 3, 1, 2).contiguous()  # (t, 3, H, W) as the preset takes
-        x = self.spatial(picked)[torch.from_numpy(inverse.reshape(idx.shape))]  # (N, T, C, h, w)
+        return self.from_picked(frames[unique], inverse.reshape(idx.shape), name)
+
+    def from_picked(
+        self, picked: np.ndarray, inverse: np.ndarray, name: str = "clip"
+    ) -> torch.Tensor:
+        """The model input from the distinct sampled frames ``picked`` (t, H, W, 3) uint8 RGB,
+        ``inverse`` (clips, clip_len) indexing into them (each distinct frame resized once:
+        overlapping clips share frames, and only these frames need decoding)."""
+        picked = np.asarray(picked)
+        if picked.ndim != 4 or picked.shape[-1] != 3 or picked.dtype != np.uint8:
+            raise XmkdError(
+                f"{name}: expected uint8 RGB frames (T, H, W, 3), got {picked.dtype} "
+                f"{tuple(picked.shape)}"
+            )
+        x = torch.from_numpy(np.ascontiguousarray(picked)).permute(0, 3, 1, 2).contiguous()
+        x = self.spatial(x)[torch.from_numpy(np.asarray(inverse))]  # (N, T, C, h, w)
         x = x.permute(0, 2, 1, 3, 4).contiguous()  # (N, C, T, h, w)
         return x[0] if self.clips_per_video == 1 else x
 
@@ -275,11 +282,15 @@ class TorchvisionClips(Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int):
-        frames = self.raw.load(index)
-        if isinstance(frames, dict):  # an "rgb+flow" dataset
-            frames = frames["rgb"]
-        fps = self.raw.fps(index) if hasattr(self.raw, "fps") else None
-        x = self.pipeline(frames, fps, name=self.names[index])
+        name = self.names[index]
+        count = int(self.raw.frame_count(index))
+        if count < 1:
+            raise XmkdError(f"{name}: the video has no frames")
+        idx = self.pipeline.clip_indices(count, self.raw.fps(index))
+        unique, inverse = np.unique(idx, return_inverse=True)
+        # read_frames decodes only the sampled frames where it can (packed NTU)
+        picked = self.raw.read_frames(index, unique)
+        x = self.pipeline.from_picked(picked, inverse.reshape(idx.shape), name)
         return x, int(self.labels[index]), int(index)
 
 
