@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -316,7 +317,7 @@ class DistillTab(QWidget):
             buttons.addWidget(b)
         settings = QWidget()
         settings_layout = QVBoxLayout(settings)
-        settings_layout.setContentsMargins(0, 0, 0, 0)
+        settings_layout.setContentsMargins(0, 0, 6, 0)  # clear of the scroll bar
         settings_layout.addWidget(teacher_box)
         settings_layout.addWidget(form_box)
         settings_layout.addWidget(export_box)
@@ -339,6 +340,7 @@ class DistillTab(QWidget):
         self.stages = StageStrip()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
+        self.progress.setValue(0)  # (a bar without a value shows no text)
         self.progress.setFormat("idle")
         self.progress.setTextVisible(True)
         self.eta = QLabel("ETA --")
@@ -347,9 +349,13 @@ class DistillTab(QWidget):
         prow.addWidget(self.progress, 1)
         prow.addWidget(self.eta)
         prow.addWidget(self.rate)
-        preview_box = QGroupBox("Teacher preview")
+        preview_box = QWidget()
         preview_layout = QVBoxLayout(preview_box)
-        self.preview_status = QLabel("Preview shows the teacher's top classes on a few clips.")
+        self.preview_status = QLabel(
+            "Preview (under Teacher) runs the teacher on a few clips of the data and lists its "
+            "top classes and the label each clip would get: a wrong class map shows here "
+            "before the long job."
+        )
         self.preview_status.setWordWrap(True)
         self.preview_table = QTableWidget(0, 4)
         self.preview_table.setHorizontalHeaderLabels(["clip", "true", "teacher's top 3", "label"])
@@ -358,10 +364,13 @@ class DistillTab(QWidget):
         header = self.preview_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.preview_table.setMaximumHeight(170)
         preview_layout.addWidget(self.preview_status)
-        preview_layout.addWidget(self.preview_table)
+        preview_layout.addWidget(self.preview_table, 1)
         self.curves = Curves()
+        # the curves while a job runs, the preview before it: each gets the whole height
+        self.views = QTabWidget()
+        self.views.addTab(self.curves, "Training curves")
+        self.views.addTab(preview_box, "Teacher preview")
         self.error = QLabel("")
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #b00;")
@@ -374,8 +383,7 @@ class DistillTab(QWidget):
         right = QVBoxLayout()
         right.addWidget(self.stages)
         right.addLayout(prow)
-        right.addWidget(preview_box)
-        right.addWidget(self.curves, 1)
+        right.addWidget(self.views, 1)
         right.addWidget(self.error)
         right.addWidget(self.log)
         right_widget = QWidget()
@@ -599,21 +607,16 @@ class DistillTab(QWidget):
             raise XmkdError(f"export flags: {exc}") from exc
         return jobs.plan(self.run_dir(), distill, label, export)
 
-    def stored_job(self) -> PipelineState | None:
-        """The job kept in the output folder (None when there is none); a broken state file
-        is shown as the error."""
-        try:
-            return PipelineState.load(self.run_dir())
-        except XmkdError as exc:
-            self.error.setText(str(exc))
-            return None
-
     # ---- running -----------------------------------------------------------------------------
     def start(self, resume: bool = False) -> None:
         """Start the job the form describes, or (``resume``) continue the output folder's."""
         if self.pipeline.is_running():
             return
-        stored = self.stored_job()
+        try:
+            stored = PipelineState.load(self.run_dir())
+        except XmkdError as exc:  # a broken state file: never guess what the job was
+            self.error.setText(str(exc))
+            return
         if not resume and (stored is not None or self.last_checkpoint().is_file()):
             # never overwrite a run (its checkpoints are hours of work)
             held = jobs.STATE_FILE if stored is not None else "last.pt"
@@ -661,7 +664,11 @@ class DistillTab(QWidget):
         except ValueError as exc:
             self.error.setText(f"export flags: {exc}")
             return
-        state = self.stored_job() or PipelineState(self.run_dir())
+        try:
+            state = PipelineState.load(self.run_dir()) or PipelineState(self.run_dir())
+        except XmkdError as exc:
+            self.error.setText(str(exc))
+            return
         stage = state.stage("export")
         if stage is None:
             stage = jobs.Stage("export", args)
@@ -683,6 +690,7 @@ class DistillTab(QWidget):
             self.progress.setFormat("labeling: starting the teacher…")
         elif name == "distill":
             self.progress.setFormat("resuming…" if "--resume" in args else "starting…")
+            self.views.setCurrentIndex(0)
         else:
             fmt = args[args.index("--format") + 1] if "--format" in args else "onnx"
             self._export_target = jobs.export_target(args[1])
@@ -803,11 +811,11 @@ class DistillTab(QWidget):
     @Slot(bool, str)
     def _pipeline_finished(self, ok: bool, message: str) -> None:
         state = self.pipeline.state
-        if ok and state is not None and len(state.stages) > 1:
-            export = state.stage("export")
-            model = self._export_target if export is not None else self.export_checkpoint()
-            if model is not None and Path(model).is_file():
-                self.progress.setFormat(f"done: {Path(model).name} offered in the Live tab")
+        export = state.stage("export") if state is not None else None
+        model = self._export_target
+        if ok and self.pipeline.only is None and export is not None and model is not None:
+            if model.is_file():  # (a job without export says "ready to export")
+                self.progress.setFormat(f"done: {model.name} offered in the Live tab")
         self._show_stages()
         self._update_buttons()
 
@@ -871,6 +879,7 @@ class DistillTab(QWidget):
         program, lead = self.program
         self.preview_job.start(program, [*lead, *args], env={"PYTHONUNBUFFERED": "1"})
         self.preview_button.setText("Stop preview")
+        self.views.setCurrentIndex(1)
 
     @Slot(dict)
     def _preview_event(self, clip: dict[str, Any]) -> None:
@@ -908,6 +917,8 @@ class DistillTab(QWidget):
         labeled = [r for r in rows if r.get("label") is not None]
         known = [r for r in labeled if r.get("true") is not None]
         text = f"{len(rows)} clips: {len(labeled)} labeled"
+        if len(labeled) < len(rows):
+            text += f", {len(rows) - len(labeled)} without a label (below the minimum confidence)"
         if known:
             right = sum(r["label"] == r["true"] for r in known)
             text += f", {right} of {len(known)} as their true action"

@@ -171,7 +171,8 @@ class Pipeline(QObject):
         self.job.finished.connect(self._job_finished)
         self.state: PipelineState | None = None
         self.current: Stage | None = None
-        self._only: str | None = None
+        #: the one stage this run is limited to (Export alone), else None
+        self.only: str | None = None
 
     def is_running(self) -> bool:
         """A stage is under way: from just before its child starts (the UI can cancel it at
@@ -184,7 +185,7 @@ class Pipeline(QObject):
         if self.is_running():
             raise XmkdError("a job is already running; cancel it first")
         self.state = state
-        self._only = only
+        self.only = only
         state.save()
         self._next()
 
@@ -195,7 +196,7 @@ class Pipeline(QObject):
     def _next(self) -> None:
         state = self.state
         assert state is not None
-        stage = state.stage(self._only) if self._only else state.next_stage()
+        stage = state.stage(self.only) if self.only else state.next_stage()
         if stage is None:
             self.current = None
             state.save()
@@ -224,7 +225,7 @@ class Pipeline(QObject):
         if stage.status != "done":
             self.current = None
             self.finished.emit(False, f"xmkd {stage.name}: {message}")
-        elif self._only:
+        elif self.only:
             self.current = None
             self.finished.emit(True, "")
         else:

@@ -6,13 +6,17 @@ students checkpoint; made with ``xmkd demo --preset tiny`` under ``--work`` when
 not given):
 
 * record.png: the synthetic source of the demo's preset recording its second take;
-* distill.png: a real ``xmkd distill`` (CE + mutual on the teacher's labels) half-way through
-  (progress, ETA, curves), then cancelled;
+* distill_preview.png: the demo's teacher picked in the Distill tab and its preview (top
+  classes on a few clips of the session);
+* distill.png: the one-click job with that teacher (``xmkd label`` done, then ``xmkd distill``
+  with CE + mutual on its labels) half-way through the distillation (stages, progress, ETA,
+  curves), then cancelled;
 * live.png: the demo's students classifying the live synthetic source;
 * replay.png: a clip of the session with its video, prediction beside ground truth, and the
   evaluation of the whole folder.
 
-Usage: ``python -m gui.screenshots [--out gui/screenshots] [--demo runs/demo] [--epochs 12]``.
+Usage: ``python -m gui.screenshots [--out gui/screenshots] [--demo runs/demo] [--epochs 12]
+[--tabs distill live]``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+#: takes the window's picture into OUT/NAME.png
+Shot = Callable[[str], None]
 
 
 def _pump(app, condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -91,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         "--shot-at-epoch", type=int, help="epochs done when distill.png is taken (default half)"
     )
     parser.add_argument("--size", default="1280x800", help="window size (default 1280x800)")
+    parser.add_argument(
+        "--tabs",
+        nargs="+",
+        choices=("distill", "record", "live", "replay"),
+        default=["distill", "record", "live", "replay"],
+        help="the tabs to render (default all)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -108,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     ensure_demo(demo)
     session = demo_session(demo)
     preset = demo_preset(session)
-    labels = demo / "labels.pt"
 
     app = QApplication.instance() or QApplication([])
     pg.setConfigOptions(antialias=True)
@@ -133,13 +147,35 @@ def main(argv: list[str] | None = None) -> int:
         image.save(str(path))
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)", flush=True)
 
-    # ---- Distill: a real run (its students are then used by Live and Replay) ---------------
+    model = args.model or demo / "students" / "best.pt"
+    if "distill" in args.tabs:
+        shoot_distill(app, window, shot, args, demo, session)
+    if "record" in args.tabs:
+        shoot_record(app, window, shot, args, preset)
+    if "live" in args.tabs:
+        shoot_live(app, window, shot, preset, model)
+    if "replay" in args.tabs:
+        shoot_replay(app, window, shot, session, model)
+    window.close()
+    return 0
+
+
+def shoot_distill(
+    app: Any, window: Any, shot: Shot, args: argparse.Namespace, demo: Path, session: Path
+) -> None:
+    """The demo's teacher picked and previewed, then the one-click job half-way through its
+    distillation (cancelled after the shot)."""
+    from gui.teacher_picker import KINDS
+
     distill = window.distill
     window.show_tab("distill")
     run = args.work / "distill"
     distill.data_kind.setCurrentText("sessions")
     distill.data_path.setText(str(session))
-    distill.labels.setText(str(labels))
+    distill.labels.setText("")  # the teacher labels the clips: the job's first stage
+    distill.teacher.kind.setCurrentText(next(k for k, v in KINDS.items() if v == "xmkd"))
+    distill.teacher.checkpoint.setText(str(demo / "teacher" / "teacher.pt"))
+    distill.preview_clips.setValue(8)
     distill.loss.setCurrentIndex(0)  # CE + mutual (the paper)
     distill.arch.setCurrentText("stgcn")
     distill.k.setValue(2)
@@ -149,27 +185,35 @@ def main(argv: list[str] | None = None) -> int:
     distill.split.setCurrentText("student_train")
     distill.extra.setText("--quiet")
     distill.out_dir.setText(str(run))
-    if (run / "last.pt").is_file():
+    if run.exists():
         import shutil
 
         shutil.rmtree(run)
+    distill.preview_button.click()
+    _pump(app, lambda: not distill.preview_job.is_running(), 300, "the teacher preview")
+    if not distill.preview_rows:
+        raise SystemExit(f"screenshots: the preview failed: {distill.preview_status.text()}")
+    _wait(app, 0.5)
+    shot("distill_preview")
     distill.start_button.click()
     at = args.shot_at_epoch or max(1, args.epochs // 2)
 
     def epochs_done() -> int:
         return max((e["epoch"] for e in distill.events if e.get("event") == "epoch"), default=0)
 
-    _pump(app, lambda: epochs_done() >= at or not distill.job.is_running(), 7200, "xmkd distill")
-    if not distill.job.is_running() and not distill.finished_ok:
+    running = distill.pipeline.is_running
+    _pump(app, lambda: epochs_done() >= at or not running(), 7200, "the label and distill job")
+    if not running() and not distill.finished_ok:
         print(distill.log.toPlainText()[-3000:])
-        raise SystemExit(f"screenshots: xmkd distill failed: {distill.error.text()}")
+        raise SystemExit(f"screenshots: the job failed: {distill.error.text()}")
     _wait(app, 1.0)
     shot("distill")
     distill.cancel()
-    _pump(app, lambda: not distill.job.is_running(), 120, "distill cancel")
-    model = args.model or demo / "students" / "best.pt"
+    _pump(app, lambda: not running(), 120, "distill cancel")
 
-    # ---- Record: the synthetic source of the same preset, second take -------------------
+
+def shoot_record(app: Any, window: Any, shot: Shot, args: argparse.Namespace, preset: str) -> None:
+    """The synthetic source of the demo's preset recording its second take."""
     record = window.record
     window.show_tab("record")
     record.picker.kind.setCurrentIndex(0)
@@ -191,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     record.stop()
     _pump(app, lambda: not record.is_running(), 60, "recording end")
 
-    # ---- Live: the distilled students on the live synthetic source ------------------------
+
+def shoot_live(app: Any, window: Any, shot: Shot, preset: str, model: Path) -> None:
+    """The demo's students classifying the live synthetic source."""
     live = window.live
     window.show_tab("live")
     live.picker.kind.setCurrentIndex(0)
@@ -205,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     live.stop()
     _pump(app, lambda: not live.is_running(), 30, "live stop")
 
-    # ---- Replay: the session's clips, one playing, the folder evaluated -------------------
+
+def shoot_replay(app: Any, window: Any, shot: Shot, session: Path, model: Path) -> None:
+    """A clip of the session with its video and prediction, the folder evaluated."""
     replay = window.replay
     window.show_tab("replay")
     replay.set_paths([session / "skeletons"])
@@ -221,9 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     _pump(app, lambda: replay.eval_result is not None, 600, "folder evaluation")
     _wait(app, 1.0)  # the matrix's axes lay out on the next passes of the event loop
     shot("replay")
-
-    window.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ class TeacherPicker(QWidget):
             "classifier with Kinetics-400 classes; X-CLIP / CLIP: a video-text or image-text "
             "model that scores the clips against the target actions' text prompts"
         )
-        form.addRow("teacher", self.kind)
+        form.addRow("kind", self.kind)
 
         self.checkpoint = QLineEdit()
         self.checkpoint.setPlaceholderText("teacher checkpoint (xmkd teacher train)")
@@ -116,7 +116,6 @@ class TeacherPicker(QWidget):
         self.class_map.setEditable(True)
         self.class_map.addItem("")
         self.class_map.addItems(shipped_map_names())
-        self.class_map.lineEdit().setPlaceholderText("none: the teacher's own classes")
         self.class_map.setToolTip(
             "class map (TOML): the target actions, in order, with the teacher classes and/or "
             "text prompts that mean each; a file, or a shipped map's short name"
@@ -207,6 +206,11 @@ class TeacherPicker(QWidget):
         self._form.setRowVisible(self.weights_row, key == "torchvision")
         self._form.setRowVisible(self.actions, key in OPEN_VOCABULARY)
         self.weak.setEnabled(self.min_confidence.value() > 0)
+        self.class_map.lineEdit().setPlaceholderText(
+            "none: the actions typed below"
+            if key in OPEN_VOCABULARY
+            else "none: the teacher's own classes"
+        )
 
     # ---- the command line --------------------------------------------------------------------
     def model_text(self) -> str:

@@ -143,6 +143,38 @@ def test_teacher_picker_writes_what_xmkd_label_accepts(qtbot, tmp_path, teacher_
         tab.plan()
 
 
+def test_job_state_file_and_how_each_stage_resumes(qtbot, tmp_path):
+    run = tmp_path / "run"
+    state = jobs.plan(run, ["distill", "--out", str(run)], ["label", "--out", "x"], ["--fp16"])
+    state.stages[0].status = "done"
+    state.stages[1].status = "running"  # the app ended while it ran
+    state.save()
+    loaded = jobs.PipelineState.load(run)
+    assert [(s.name, s.status) for s in loaded.stages] == [
+        ("label", "done"), ("distill", "running"), ("export", "pending")
+    ]  # fmt: skip
+    assert loaded.next_stage().name == "distill" and not loaded.complete()
+    distill, export = loaded.stages[1], loaded.stages[2]
+    assert jobs.stage_command(distill, run) == ["distill", "--out", str(run)]  # nothing yet
+    (run / "last.pt").write_bytes(b"")
+    assert jobs.stage_command(distill, run)[-1] == "--resume"
+    assert jobs.stage_command(export, run) == ["export", str(run / "last.pt"), "--fp16"]
+    (run / "best.pt").write_bytes(b"")
+    assert jobs.stage_command(export, run)[1] == str(run / "best.pt")
+
+    tab = DistillTab()
+    qtbot.addWidget(tab)
+    tab.out_dir.setText(str(run))
+    assert tab.stages.statuses == {"label": "done", "distill": "running", "export": "pending"}
+    assert tab.resume_button.isEnabled()
+    tab.start_button.click()  # never over a run
+    assert "already holds a run (pipeline.json)" in tab.error.text()
+    (run / "pipeline.json").write_text("{not json")
+    tab.resume_button.click()
+    assert not tab.pipeline.is_running()
+    assert "pipeline.json: is not a pipeline state file" in tab.error.text()
+
+
 def test_preview_shows_the_teachers_top_classes(qtbot, tiny_session, teacher_checkpoint):
     from xmkd.recordings import read_session_json
 
