@@ -90,6 +90,13 @@ def test_reproduce_ntu60_from_the_download_quick(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stages.json" in err[0] and "teacher stage" in err[0]
     assert (out / "teacher" / "teacher.pt").read_bytes() == teacher
+    # labels made through a class map are another vocabulary: not the paper's protocol
+    mapped = load_labels(out / "labels.pt")
+    mapped.extra["class_map"] = {"actions": [{"name": "anything", "teacher": ["A001"]}]}
+    mapped.save(tmp_path / "mapped.pt")
+    assert main([*base, "--labels", str(tmp_path / "mapped.pt"), "--only", "stgcn_full"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mapped.pt" in err[0] and "class map" in err[0]
 
 
 def test_reproduce_ntu_refusals_are_one_sentence(tmp_path, capsys, monkeypatch):

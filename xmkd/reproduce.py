@@ -626,6 +626,14 @@ def prepare_ntu(
 
         stages.run("labels", argv + device + quiet, labeled, settings, main_only=True)
     labels = load_labels(labels_path)
+    if labels.extra.get("class_map") or labels.extra.get("background") or labels.no_label:
+        # the paper's tables compare students in the data's own classes on every Student-Train
+        # clip; a mapped vocabulary or clips left out would compare something else
+        raise XmkdError(
+            f"{labels_path}: was labeled through a class map (or leaves clips without a label); "
+            "xmkd reproduce runs the paper's protocol in the data's own classes: label without "
+            "--classes/--actions/--min-confidence, or train on this file with xmkd distill"
+        )
     facts = dict(stages.facts)
     return Pipeline(
         out,
