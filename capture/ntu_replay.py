@@ -1,11 +1,12 @@
 """NTU RGB+D replay: plays ``.skeleton`` files (and their ``_rgb.avi`` when present) as a source.
 
 ``ntu:PATH`` with PATH a ``.skeleton`` file or a folder (its ``.skeleton`` files in name order
-play as a playlist, one after the other). The paired video ``<name>_rgb.avi`` is looked up next
-to the file and in the sibling folders of its folder (NTU's ``nturgb+d_skeletons/`` +
-``nturgb+d_rgb/``, or a session's ``skeletons/`` + ``rgb/``). Frames are paced at 30 fps (NTU's
-rate) unless ``realtime=0``; device timestamps count frame periods continuously across the
-playlist, so no frame is reported as dropped between files.
+play as a playlist, one after the other), or a session folder (``xmkd record`` / ``xmkd synth``:
+its ``skeletons/`` play, at the session's frame rate unless ``fps=`` says otherwise). The paired
+video ``<name>_rgb.avi`` is looked up next to the file and in the sibling folders of its folder
+(NTU's ``nturgb+d_skeletons/`` + ``nturgb+d_rgb/``, or a session's ``skeletons/`` + ``rgb/``).
+Frames are paced at 30 fps (NTU's rate) unless ``realtime=0``; device timestamps count frame
+periods continuously across the playlist, so no frame is reported as dropped between files.
 
 Options: ``realtime=0|1`` (default 1), ``video=0|1`` (default 1), ``loop=0|1`` (default 0),
 ``fps=N`` (default 30).
@@ -24,6 +25,7 @@ from typing import Any
 
 from capture.frames import Frame, Pacer, Source, option_bool, option_num, sequence_to_bodies
 from xmkd.errors import XmkdError
+from xmkd.recordings import SKELETON_DIR
 
 NTU_FPS = 30.0
 
@@ -68,8 +70,11 @@ class NTUReplaySource(Source):
         loop: bool = False,
         fps: float = NTU_FPS,
         max_frames: int | None = None,
+        fps_given: bool = True,
     ):
         super().__init__(camera=camera, max_frames=max_frames)
+        #: False: a session folder's own frame rate replaces ``fps`` (NTU's 30 otherwise)
+        self.fps_given = fps_given
         self.path = Path(path)
         self.realtime = realtime
         self.use_video = video
@@ -83,6 +88,7 @@ class NTUReplaySource(Source):
         cls, arg: str, options: dict[str, str], camera: int, **overrides: Any
     ) -> NTUReplaySource:
         kwargs: dict[str, Any] = {
+            "fps_given": "fps" in options,
             "realtime": option_bool(options, "realtime", True),
             "video": option_bool(options, "video", True),
             "loop": option_bool(options, "loop", False),
@@ -100,14 +106,30 @@ class NTUReplaySource(Source):
 
         if self.path.is_dir():
             self.files = sorted(self.path.glob("*.skeleton"))
+            if not self.files:  # a session folder (xmkd record / xmkd synth): its skeletons/
+                self.files = sorted((self.path / SKELETON_DIR).glob("*.skeleton"))
+                if self.files and not self.fps_given:
+                    self.fps = self._session_fps() or self.fps
             if not self.files:
-                raise XmkdError(f"{self.path} holds no .skeleton files to replay")
+                raise XmkdError(
+                    f"{self.path} holds no .skeleton files to replay (nor a session's "
+                    f"{SKELETON_DIR}/ folder)"
+                )
         elif self.path.exists():
             self.files = [self.path]
         else:
             raise XmkdError(f"{self.path}: no such .skeleton file or folder")
         for path in self.files:  # a FIFO would hang the replay, a device fill the memory
             check_skeleton_file(path)
+
+    def _session_fps(self) -> float | None:
+        from xmkd.recordings import Session
+
+        try:
+            fps = Session.open(self.path, verify=False).fps
+        except XmkdError:
+            return None
+        return float(fps) if fps else None
 
     def _frames(self) -> Iterator[Frame]:
         from xmkd.ntu import read_skeleton

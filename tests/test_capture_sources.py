@@ -75,6 +75,19 @@ def test_bodies_round_trip_through_an_ntu_file(tmp_path, any_ntu_samples):
 
 
 # ---- NTU replay ----------------------------------------------------------------------------
+def test_ntu_replay_of_a_session_folder_plays_its_skeletons_at_its_frame_rate(tiny_session):
+    from xmkd.recordings import Session
+
+    session = Session.open(tiny_session)
+    with open_source(f"ntu:{tiny_session}?realtime=0&video=0", max_frames=40) as src:
+        frames = list(src)
+        assert src.fps == session.fps == 20.0  # the session's rate, not NTU's 30
+    assert len(frames) == 40 and frames[0].bodies
+    with open_source(f"ntu:{tiny_session}?realtime=0&video=0&fps=30", max_frames=1) as src:
+        list(src)
+        assert src.fps == 30.0  # an explicit fps wins
+
+
 def test_ntu_replay_plays_a_folder_as_a_playlist(any_ntu_samples):
     folder = any_ntu_samples[0].parent
     with open_source(f"ntu:{folder}?realtime=0", camera=3) as src:
