@@ -466,3 +466,31 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     assert last["train"]["epoch"] == 1  # epoch 1's checkpoint, intact and loadable
     (model,), _ = load_students(tmp_path / "run" / "last.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_own_recordings_distill_without_a_test_split_to_validate_on(tmp_path, capsys):
+    """Unlabeled A000 recordings have no Test clips: the default validation is skipped with a
+    note (the Distill tab and a new lab's first distill failed on it), an explicit
+    --val-split test is one sentence saying what to do."""
+    from xmkd.cli import main
+    from xmkd.recordings import Session
+    from xmkd.train.label import TeacherLabels
+
+    rec = tmp_path / "rec"
+    assert main(["record", "--source", "synthetic?realtime=0", "--setup", "1", "--performer",
+                 "1", "--out", str(rec), "--session", "lab", "--continuous", "--clip-seconds",
+                 "2", "--stride", "2", "--seconds", "12", "--no-flow"]) == 0  # fmt: skip
+    names = [c.name for c in Session.open(rec / "lab").clips]
+    assert names and all(n.endswith("A000") for n in names)
+    labels = tmp_path / "labels.pt"
+    torch.manual_seed(0)
+    TeacherLabels(names, torch.randn(len(names), 3), ["a", "b", "c"]).save(labels)
+    base = ["distill", "--sessions", str(rec / "lab"), "--split", "all", "--labels", str(labels),
+            "--width", "0.125", "--epochs", "1", "--quiet"]  # fmt: skip
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "s")]) == 0
+    assert "no validation: the data has no labeled Test clips" in capsys.readouterr().out
+    assert (tmp_path / "s" / "best.pt").is_file()
+    assert main([*base, "--out", str(tmp_path / "t"), "--val-split", "test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--val-split none" in err[0] and "no labeled Test clips" in err[0]

@@ -83,11 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(p, split="student_train")
     p.add_argument(
         "--val-split",
-        default="test",
+        default=None,
         choices=("test", "none"),
-        help="validation split (default test, as the references do: best.pt is then picked "
-        "on Test, so quote last.pt's accuracy as the unbiased number; none: no validation, "
-        "best = last)",
+        help="validation split (default: test, as the references do, when the data has labeled "
+        "Test clips; best.pt is then picked on Test, so quote last.pt's accuracy as the unbiased "
+        "number. Your own recordings (unlabeled A000 clips) have none: no validation there. "
+        "none: no validation, best = last)",
     )
     s = p.add_argument_group("students")
     s.add_argument(
@@ -363,10 +364,26 @@ def run(args: argparse.Namespace) -> int:
         extra = {"class_map": class_map, "no_label_left_out": dropped}
     class_names = class_names or class_names_of(raw_train)
     val = None
-    if args.val_split != "none":
-        raw_val = skeleton_source(
-            data.sessions, data.packed, args.val_split, data.benchmark, labeled_only=True
-        )
+    val_split = args.val_split or "test"
+    if val_split != "none":
+        try:
+            raw_val = skeleton_source(
+                data.sessions, data.packed, val_split, data.benchmark, labeled_only=True
+            )
+        except XmkdError as exc:
+            if args.val_split is not None:  # asked for by name: say why it cannot be
+                raise XmkdError(
+                    f"--val-split test: {', '.join(map(str, data.sessions or [data.packed]))} "
+                    "has no labeled Test clips to validate on (your own recordings are "
+                    "unlabeled A000 clips); use --val-split none"
+                ) from exc
+            announce(
+                "no validation: the data has no labeled Test clips (your own recordings are "
+                "unlabeled); best.pt = last.pt",
+                args.progress_json,
+            )
+            raw_val = None
+    if val_split != "none" and raw_val is not None:
         val = StudentWindows(raw_val, spec, train=False)
         try:
             val = in_target_vocabulary(
