@@ -307,3 +307,53 @@ def test_open_vocabulary_teacher_labels_typed_actions_then_cancel_in_distill(
         tab.log.toPlainText()[-3000:]
     )
     assert "xmkd distill: cancelled" in tab.error.text() and tab.resume_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_record_then_name_the_actions_then_one_click_to_a_live_model(qtbot, tmp_path):
+    """A new lab's whole path in the app: record an unlabeled session from the synthetic source
+    in the Record tab, name the actions for a (tiny, local) CLIP teacher in the Distill tab, run
+    label -> distill -> export in one click, and find the model offered in the Live tab."""
+    from gui.app import MainWindow
+    from gui.record_tab import MODES
+    from gui.settings import open_settings
+    from tests.tiny_hf import make_tiny_clip
+    from xmkd.recordings import Session
+    from xmkd.train.label import load_labels
+
+    window = MainWindow(open_settings(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    record = window.record
+    session = tmp_path / "recordings" / "lab"
+    record.session_dir.setText(str(session))
+    record.flow.setChecked(False)
+    record.picker.kind.setCurrentIndex(0)  # synthetic
+    record.mode.setCurrentText(next(t for t, m in MODES.items() if m == "continuous"))
+    record.clip_seconds.setValue(1.0)
+    record.record_button.click()
+    wait_until(qtbot, lambda: record.recorder is not None, 20, "recorder started")
+    wait_until(qtbot, lambda: record.clips.count() >= 3, 60, "three clips recorded")
+    record.stop_button.click()
+    wait_until(qtbot, lambda: not record.is_running(), 30, "recording finished")
+    names = [c.name for c in Session.open(session).clips]
+    assert len(names) >= 3 and all(n.endswith("A000") for n in names)  # unlabeled
+
+    tab = window.distill
+    run = tmp_path / "run"
+    _students_form(tab, session, run)
+    tab.split.setCurrentText("all")  # own recordings belong to no benchmark split
+    _kind(tab.teacher, "clip")
+    tab.teacher.hf_model.setText(str(make_tiny_clip(tmp_path / "clip")))
+    actions = ["wave hand", "sit down"]
+    tab.teacher.actions.setText(", ".join(actions))
+    tab.export_when_done.setChecked(True)
+    tab.export_extra.setText("--exporter torchscript --opset 17")
+    tab.start_button.click()
+    wait_until(qtbot, lambda: not tab.pipeline.is_running(), 240, "the one-click job")
+    assert tab.stages.statuses == {"label": "done", "distill": "done", "export": "done"}, (
+        tab.error.text() + "\n" + tab.log.toPlainText()[-3000:]
+    )
+    cache = load_labels(run / "labels.pt")
+    assert cache.class_names == actions and sorted(cache.names) == sorted(names)
+    model = (run / "best.onnx").resolve()
+    assert window.live.model_path.text() == str(model)
