@@ -272,22 +272,23 @@ def test_one_click_job_cancel_in_label_reopen_resume_and_live(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["clip", "xclip"])
 def test_open_vocabulary_teacher_labels_typed_actions_then_cancel_in_distill(
-    qtbot, tmp_path, tiny_session
+    qtbot, tmp_path, tiny_session, kind
 ):
-    """A tiny local CLIP labels the clips with the typed action names as its classes; the job
-    is then cancelled in its distill stage (the stages after labeling are the teacher-agnostic
-    ones the TSN job above runs to the end)."""
-    from tests.tiny_hf import make_tiny_clip
+    """A tiny local CLIP / X-CLIP labels the clips with the typed action names as its classes;
+    the job is then cancelled in its distill stage (the stages after labeling are the
+    teacher-agnostic ones the TSN job above runs to the end)."""
+    from tests.tiny_hf import make_tiny_clip, make_tiny_xclip
     from xmkd.train.label import load_labels
 
-    model_dir = make_tiny_clip(tmp_path / "clip")
+    model_dir = (make_tiny_clip if kind == "clip" else make_tiny_xclip)(tmp_path / kind)
     run = tmp_path / "run"
     tab = DistillTab()
     qtbot.addWidget(tab)
     _students_form(tab, tiny_session, run)
     tab.export_when_done.setChecked(False)
-    _kind(tab.teacher, "clip")
+    _kind(tab.teacher, kind)
     tab.teacher.hf_model.setText(str(model_dir))
     actions = ["drink water", "wave hand", "sit down"]
     tab.teacher.actions.setText(", ".join(actions))
