@@ -155,6 +155,23 @@ def test_inspect_a_teacher_label_cache(tmp_path, capsys):
     assert "teacher right on 75.00% of them" in out
     data = json.loads(_inspect(capsys, str(path), "--json")[1])
     assert data["kind"] == "teacher-labels" and data["teacher_accuracy"] == 0.75
+    assert data["no_label"] == 0 and data["class_map"] is None
+    # through a class map, with clips left without a label
+    mapped = tmp_path / "mapped.pt"
+    TeacherLabels(
+        names=[f"S001C001P002R001A00{a}" for a in (1, 2, 3, 4)],
+        logits=torch.zeros(4, 2),
+        class_names=["greet", "sit"],
+        teacher="torchvision:r3d_18",
+        no_label=["S001C001P002R001A003"],
+        extra={"teacher_kind": "torchvision", "teacher_classes": ["x"] * 400,
+               "class_map": {"actions": []}, "min_confidence": 0.4, "background": False},
+    ).save(mapped)  # fmt: skip
+    out = _inspect(capsys, str(mapped))[1]
+    assert "classes: greet, sit" in out
+    assert "through a class map from the teacher's 400 classes" in out
+    assert "clips below confidence 0.4: no label (left out of distill)" in out
+    assert "1 of 4 clips have no label" in out
 
 
 def _onnx_model(path: Path, metadata: dict | None) -> Path:

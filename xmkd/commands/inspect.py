@@ -483,6 +483,12 @@ def labels_content(path: Path) -> dict[str, Any]:
         "teacher": cache.teacher,
         "clips_with_ground_truth": int((cache.targets >= 0).sum()),
         "teacher_accuracy": cache.accuracy(),
+        "no_label": len(cache.no_label),
+        "teacher_kind": cache.extra.get("teacher_kind"),
+        "teacher_classes": len(cache.extra.get("teacher_classes") or []) or None,
+        "class_map": cache.extra.get("class_map"),
+        "min_confidence": cache.extra.get("min_confidence"),
+        "background": cache.extra.get("background"),
     }
 
 
@@ -491,11 +497,27 @@ def checkpoint_summary(path: Path) -> list[str]:
     if c["kind"] == "teacher-labels":
         acc = c["teacher_accuracy"]
         right = f"teacher right on {100 * acc:.2f}% of them" if acc is not None else "no truth"
-        return [
+        classes = c["classes"]
+        shown = ", ".join(classes[:10]) + (f", ... ({len(classes)})" if len(classes) > 10 else "")
+        lines = [
             f"{path}: teacher-label cache (xmkd label) from {c['teacher']} ({c['modality']})",
-            f"{c['clips']} clips, {len(c['classes'])} classes; {c['clips_with_ground_truth']} "
+            f"{c['clips']} clips, {len(classes)} classes; {c['clips_with_ground_truth']} "
             f"clips carry a ground-truth action ({right})",
+            f"classes: {shown}",
         ]
+        if c["teacher_kind"] in ("xclip", "clip"):
+            lines.append("open-vocabulary teacher: its classes are the actions it was prompted for")
+        elif c["class_map"]:
+            lines.append(
+                f"target actions through a class map from the teacher's {c['teacher_classes']} "
+                "classes"
+            )
+        if c["min_confidence"] or c["background"]:
+            weak = "background" if c["background"] else "no label (left out of distill)"
+            lines.append(f"clips below confidence {c['min_confidence']:g}: {weak}")
+        if c["no_label"]:
+            lines.append(f"{c['no_label']} of {c['clips']} clips have no label")
+        return lines
     archs = ", ".join(f"{m['arch']} {m['kwargs']}" for m in c["models"])
     classes = c["classes"]
     shown = ", ".join(classes[:10]) + (f", ... ({len(classes)})" if len(classes) > 10 else "")
