@@ -191,49 +191,28 @@ def make_estimator(name: str, people: int = 1) -> Estimator:
 
 # ---- several people from a one-person estimator ------------------------------------------------
 class HogPeople:
-    """OpenCV's built-in HOG + linear SVM pedestrian detector (no model file to download):
-    ``detector(image)`` -> person boxes (x0, y0, x1, y1) in the image's pixels, best first.
-
-    It looks for whole upright bodies (a 64x128 window), so it misses people cut at the waist;
-    `PeopleCrops` searches the rest of the image again for them. The image is shrunk to at most
-    ``max_width`` pixels first: HOG's cost grows with the area, and people filling a good part
-    of a webcam's view are still far above the window's size there. OpenCV 5 moved HOG to its
-    contrib modules: ``opencv-contrib-python`` (which the MediaPipe wheel requires) has it,
-    ``opencv-python-headless`` 5 does not."""
+    """Person boxes (x0, y0, x1, y1) in the image's pixels, best first, for `PeopleCrops`:
+    OpenCV's HOG people detector (`capture.pose2d.HogPeopleDetector`, no model file) on the image
+    shrunk to ``max_width``, unwidened (`PeopleCrops` adds its own margin), as many people as it
+    finds. Without HOG (``opencv-python-headless`` 5) it is one sentence naming the ways out."""
 
     def __init__(self, max_width: int = 480, min_score: float = 0.3, max_overlap: float = 0.5):
         import cv2
 
-        if not hasattr(cv2, "HOGDescriptor"):
+        from capture.pose2d import HogPeopleDetector, has_hog
+
+        if not has_hog():
             raise MissingExtraError(
                 f"OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 moved it to the "
                 "contrib modules): install opencv-contrib-python, which the MediaPipe wheel "
                 "requires, or find one person only with the source option people=1"
             )
-        self.max_width = int(max_width)
-        self.min_score = float(min_score)
-        self.max_overlap = float(max_overlap)
-        self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.detector = HogPeopleDetector(
+            max_width, min_score, max_overlap, max_people=sys.maxsize, widen=0.0
+        )
 
     def __call__(self, image: np.ndarray) -> list[np.ndarray]:
-        import cv2
-
-        scale = min(1.0, self.max_width / image.shape[1])
-        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale)
-        rects, scores = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8))
-        found = sorted(
-            zip(np.reshape(scores, -1).tolist(), np.reshape(rects, (-1, 4)).tolist()),
-            reverse=True,
-        )
-        boxes: list[np.ndarray] = []
-        for score, (x, y, w, h) in found:
-            box = np.array([x, y, x + w, y + h], dtype=np.float64) / scale
-            if score >= self.min_score and all(
-                box_iou(box, kept) < self.max_overlap for kept in boxes
-            ):
-                boxes.append(box)
-        return boxes
+        return [box[:4] for box in self.detector.detect(image)]
 
 
 class PeopleCrops:

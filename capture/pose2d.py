@@ -142,40 +142,76 @@ def _fixed_input_size(session: Any, path: Path, option: str) -> tuple[int, int]:
 
 # ---- person detectors -----------------------------------------------------------------------
 class HogPeopleDetector:
-    """OpenCV's built-in HOG people detector (Dalal-Triggs; its SVM ships inside OpenCV).
+    """OpenCV's built-in HOG + linear SVM people detector (Dalal-Triggs; its SVM ships inside
+    OpenCV, no model file): ``detect(image)`` -> (n, 5) boxes ``x0, y0, x1, y1, score``, best
+    first. The one HOG detector of xmkd: RTMPose's default person finder here, and the camera
+    sources' (`capture.camera.PeopleCrops`) with their own settings.
 
-    The image is shrunk to ``max_width`` first (HOG's cost grows with the pixels; its 64x128
-    window still finds people taller than ~128 px there). Boxes are widened by 10 % each side
-    because HOG's window hugs the torso and RTMPose's crop should hold the arms."""
+    It looks for whole upright bodies (a 64x128 window), so it misses people cut at the waist.
+    The image is shrunk to at most ``max_width`` pixels first: HOG's cost grows with the area,
+    and people filling a good part of a camera's view are still far above the window's size
+    there. Boxes scoring below ``min_score`` are dropped, then overlapping ones (IoU above
+    ``max_overlap``) keep the best; at most ``max_people`` remain, each widened by ``widen`` of
+    its width on both sides (HOG's window hugs the torso; RTMPose's crop should hold the arms).
+    OpenCV 5 moved HOG to its contrib modules: ``opencv-contrib-python`` has it,
+    ``opencv-python-headless`` 5 does not (:func:`has_hog`)."""
 
     name = "opencv-hog"
 
-    def __init__(self, max_width: int = 640, min_score: float = 0.3, max_people: int = 4):
+    def __init__(
+        self,
+        max_width: int = 640,
+        min_score: float = 0.3,
+        max_overlap: float = 0.4,
+        max_people: int = 4,
+        widen: float = 0.1,
+    ):
         import cv2
 
+        if not has_hog():
+            raise XmkdError(f"OpenCV {cv2.__version__} has no HOG people detector")
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.max_width = int(max_width)
         self.min_score = float(min_score)
+        self.max_overlap = float(max_overlap)
         self.max_people = int(max_people)
+        self.widen = float(widen)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         import cv2
 
+        from capture.bodyids import box_iou
+
         scale = min(1.0, self.max_width / image.shape[1])
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale)
-        rects, weights = self._hog.detectMultiScale(small, winStride=(8, 8), scale=1.05)
-        if len(rects) == 0:
-            return np.zeros((0, 5))
-        rects = np.asarray(rects, dtype=np.float64) / scale
-        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-        keep = cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), self.min_score, 0.4)
-        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
-        boxes = []
-        for i in keep[np.argsort(-weights[keep])][: self.max_people]:
-            x, y, w, h = rects[i]
-            boxes.append((x - 0.1 * w, y, x + 1.1 * w, y + h, weights[i]))
-        return np.array(boxes, dtype=np.float64).reshape(-1, 5)
+        rects, scores = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8))
+        found = sorted(
+            zip(np.reshape(scores, -1).tolist(), np.reshape(rects, (-1, 4)).tolist()),
+            key=lambda item: -item[0],
+        )
+        kept: list[np.ndarray] = []
+        for score, (x, y, w, h) in found:
+            box = np.array([x, y, x + w, y + h, score], dtype=np.float64)
+            box[:4] /= scale
+            if score >= self.min_score and all(
+                box_iou(box[:4], other[:4]) <= self.max_overlap for other in kept
+            ):
+                kept.append(box)
+            if len(kept) == self.max_people:
+                break
+        boxes = np.array(kept, dtype=np.float64).reshape(-1, 5)
+        margin = self.widen * (boxes[:, 2] - boxes[:, 0])
+        boxes[:, 0] -= margin
+        boxes[:, 2] += margin
+        return boxes
+
+
+def has_hog() -> bool:
+    """Whether this OpenCV has the HOG people detector (4.x, or 5 with the contrib modules)."""
+    import cv2
+
+    return hasattr(cv2, "HOGDescriptor")
 
 
 class WholeImage:
@@ -191,7 +227,7 @@ def default_detector() -> PersonDetector:
     """OpenCV's HOG people detector where OpenCV has it (4.x), else `WholeImage` (OpenCV 5)."""
     import cv2
 
-    if hasattr(cv2, "HOGDescriptor"):
+    if has_hog():
         return HogPeopleDetector()
     log.warning(
         "OpenCV %s has no HOG people detector: without det_model, RTMPose takes the whole "

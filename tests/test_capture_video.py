@@ -492,25 +492,40 @@ def test_two_people_in_a_video_keep_their_ids(tmp_path):
     assert ids == [[ids[0][0], ids[0][1]]] * 6 and ids[0][0] != ids[0][1]
 
 
-def test_hog_finds_both_synthetic_people_side_by_side():
-    """OpenCV's built-in people detector (no download) on two rendered people. It is in
-    opencv-contrib-python (what the MediaPipe wheel brings), not in opencv-python-headless 5."""
+class FakeHogDescriptor:
+    """cv2.HOGDescriptor's interface with fixed detections, in the pixels of the image it is
+    given (what OpenCV's HOG returns): OpenCV 5's headless wheel, which the tests install, has no
+    HOG, so the detector's own work (shrinking, scores, overlaps, boxes back in the image's
+    pixels) is tested against this; the real HOG on rendered people is measured by
+    bench/bench_camera_pose.py (c), where MediaPipe's opencv-contrib brings it."""
+
+    seen: list = []
+
+    def setSVMDetector(self, svm):  # noqa: N802 (OpenCV's name)
+        self.svm = svm
+
+    def detectMultiScale(self, image, winStride, padding):  # noqa: N802, N803
+        FakeHogDescriptor.seen.append(image.shape)
+        rects = np.array([[10, 10, 40, 80], [12, 12, 40, 80], [100, 20, 30, 70], [5, 5, 8, 8]])
+        return rects, np.array([[0.9], [0.8], [0.6], [0.1]])
+
+
+def test_the_hog_detector_shrinks_filters_and_returns_boxes_in_image_pixels(monkeypatch):
     import cv2
 
     from capture.camera import HogPeople
+    from capture.pose2d import HogPeopleDetector
 
-    if not hasattr(cv2, "HOGDescriptor"):
-        pytest.skip(f"OpenCV {cv2.__version__} here has no HOG (opencv-contrib-python has it)")
-    from xmkd.synth import generator as G
-    from xmkd.synth import motion as M
-
-    cfg = G.SynthConfig(classes=10, subjects=(1, 2), width=320, height=480, frames=8)
-    specs = M.action_library(10)
-    halves = [G.make_clip(G.ClipJob(p, v, 1, a), cfg, specs).frames_bgr[0]
-              for p, v, a in ((1, 1, 3), (2, 2, 9))]  # fmt: skip
-    boxes = HogPeople(max_width=320)(np.concatenate(halves, axis=1))
-    assert len(boxes) == 2
-    centres = sorted((b[0] + b[2]) / 2 for b in boxes)
-    assert centres[0] < 320 < centres[1]
-    for box in boxes:
-        assert 200 < box[3] - box[1] < 480  # a whole body's height, not a fragment
+    monkeypatch.setattr(cv2, "HOGDescriptor", FakeHogDescriptor, raising=False)
+    monkeypatch.setattr(cv2, "HOGDescriptor_getDefaultPeopleDetector", lambda: "svm", raising=False)
+    image = np.zeros((480, 640, 3), np.uint8)
+    FakeHogDescriptor.seen.clear()
+    # the camera sources' settings: shrunk to 320 wide (x2 back), unwidened, every person
+    boxes = HogPeople(max_width=320)(image)
+    assert FakeHogDescriptor.seen == [(240, 320, 3)]
+    # the second box overlaps the first (IoU 0.86): dropped; the last scores below 0.3
+    np.testing.assert_allclose(boxes, [[20, 20, 100, 180], [200, 40, 260, 180]])
+    # RTMPose's: widened by a tenth of the width each side, at most max_people
+    det = HogPeopleDetector(max_width=640, max_people=1)
+    np.testing.assert_allclose(det.detect(image), [[6, 10, 54, 90, 0.9]])
+    assert FakeHogDescriptor.seen[-1] == (480, 640, 3)  # not shrunk: already at max_width
