@@ -115,7 +115,23 @@ def _class_names(sessions: list[Session]) -> list[str] | None:
     return longest
 
 
-class SkeletonDataset(Dataset):
+class _LabeledClips(Dataset):
+    """What every dataset here has beside its items: ``names``, ``labels`` (-1 unlabeled) and
+    ``class_names`` (None when the data does not name its classes)."""
+
+    names: list[str]
+    labels: np.ndarray
+    class_names: list[str] | None
+
+    @property
+    def num_classes(self) -> int:
+        """Classes named by the data, else 1 + the largest label present."""
+        if self.class_names is not None:
+            return len(self.class_names)
+        return int(self.labels.max(initial=-1)) + 1
+
+
+class SkeletonDataset(_LabeledClips):
     """Skeleton clips of one or more sessions, for the students (see the module docstring).
 
     Args:
@@ -193,15 +209,8 @@ class SkeletonDataset(Dataset):
         item = (x, int(self.labels[index]), int(index))
         return (*item, self.names[index]) if self.return_name else item
 
-    @property
-    def num_classes(self) -> int:
-        """Classes named by the sessions, else 1 + the largest label present."""
-        if self.class_names is not None:
-            return len(self.class_names)
-        return int(self.labels.max(initial=-1)) + 1
 
-
-class PackedSkeletonDataset(Dataset):
+class PackedSkeletonDataset(_LabeledClips):
     """Packed NTU RGB+D arrays (``xmkd prepare-ntu``), memory-mapped; same items as
     :class:`SkeletonDataset`.
 
@@ -249,17 +258,11 @@ class PackedSkeletonDataset(Dataset):
         item = (x, int(self.labels[index]), int(index))
         return (*item, self.names[index]) if self.return_name else item
 
-    @property
-    def num_classes(self) -> int:
-        if self.class_names is not None:
-            return len(self.class_names)
-        return int(self.labels.max(initial=-1)) + 1
-
 
 VIDEO_MODALITIES = ("rgb", "flow", "rgb+flow")
 
 
-class VideoDataset(Dataset):
+class VideoDataset(_LabeledClips):
     """Video clips of one or more sessions, for the teacher (see the module docstring).
 
     Args:
@@ -355,14 +358,8 @@ class VideoDataset(Dataset):
         item = (x, int(self.labels[index]), int(index))
         return (*item, self.names[index]) if self.return_name else item
 
-    @property
-    def num_classes(self) -> int:
-        if self.class_names is not None:
-            return len(self.class_names)
-        return int(self.labels.max(initial=-1)) + 1
 
-
-class PackedVideoDataset(Dataset):
+class PackedVideoDataset(_LabeledClips):
     """The ingested videos of one part of a packed NTU folder (``xmkd prepare-ntu --rgb``).
 
     Items as :class:`VideoDataset` (``modality`` "rgb" or "flow"); the clips are the part's
@@ -494,9 +491,3 @@ class PackedVideoDataset(Dataset):
         x = torch.from_numpy(self.load(index))
         item = (x, int(self.labels[index]), int(index))
         return (*item, self.names[index]) if self.return_name else item
-
-    @property
-    def num_classes(self) -> int:
-        if self.class_names is not None:
-            return len(self.class_names)
-        return int(self.labels.max(initial=-1)) + 1
