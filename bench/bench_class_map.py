@@ -33,12 +33,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tables import table  # noqa: E402
 
 from xmkd.classmap import ClassMap, TargetAction, dataset_targets  # noqa: E402
 from xmkd.cli import main  # noqa: E402
+from xmkd.tables import print_table as table  # noqa: E402
 from xmkd.train.label import load_labels  # noqa: E402
 
 #: the merged vocabulary: the synthetic library's skeleton-ambiguous groups become one action

@@ -53,9 +53,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tables import table  # noqa: E402
 
 from capture.ntu_replay import NTUReplaySource, action_of  # noqa: E402
 from engines.backends import ModelSource, TorchBackend, prepare_clip  # noqa: E402
@@ -66,6 +63,7 @@ from xmkd.evaluate import predict  # noqa: E402
 from xmkd.ntu import read_skeleton  # noqa: E402
 from xmkd.ntu.splits import protocol_split  # noqa: E402
 from xmkd.recordings import Session  # noqa: E402
+from xmkd.tables import print_table as table  # noqa: E402
 from xmkd.train.inputs import StudentWindows  # noqa: E402
 
 SHARED_NTU = Path(__file__).resolve().parents[2] / "shared" / "data" / "ntu-samples"

@@ -37,9 +37,6 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tables import table  # noqa: E402
 
 from capture.ntu_replay import NTUReplaySource  # noqa: E402
 from capture.synthetic import SyntheticSource  # noqa: E402
@@ -55,6 +52,7 @@ from xmkd.preprocess import InputSpec  # noqa: E402
 from xmkd.recordings import Session  # noqa: E402
 from xmkd.synth import SynthConfig, generate, preset  # noqa: E402
 from xmkd.synth.generator import tiny_subjects  # noqa: E402
+from xmkd.tables import print_table as table  # noqa: E402
 from xmkd.train.inputs import StudentWindows  # noqa: E402
 
 

@@ -255,10 +255,10 @@ def save_report(
 
 def format_table(report: EvalReport) -> str:
     """A short plain-text table of top-1/top-k per classifier."""
-    rows = [("model", "top-1 %", f"top-{report.all()[0].k} %", "samples")]
-    for m in report.all():
-        rows.append((m.name, f"{100 * m.top1:.2f}", f"{100 * m.topk:.2f}", str(m.count)))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    from xmkd.tables import text_table
+
+    header = ("model", "top-1 %", f"top-{report.all()[0].k} %", "samples")
+    rows = [
+        (m.name, f"{100 * m.top1:.2f}", f"{100 * m.topk:.2f}", str(m.count)) for m in report.all()
+    ]
+    return text_table(header, rows)

@@ -373,7 +373,9 @@ def format_action_table(labels: Any, min_confidence: float) -> str:
     without a label."""
     pred = labels.predictions()
     confidence = labels.confidence()
-    rows = [("target action", "clips", "mean confidence")]
+    from xmkd.tables import text_table
+
+    rows = []
     for c, name in enumerate(labels.class_names):
         hit = pred == c
         mean = f"{float(confidence[hit].mean()):.3f}" if bool(hit.any()) else "-"
@@ -382,10 +384,7 @@ def format_action_table(labels: Any, min_confidence: float) -> str:
     if bool(missing.any()) or min_confidence > 0:
         mean = f"{float(confidence[missing].mean()):.3f}" if bool(missing.any()) else "-"
         rows.append((f"(no label: below {min_confidence:g})", str(int(missing.sum())), mean))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(("target action", "clips", "mean confidence"), rows)
 
 
 def save_confidence_histogram(labels: Any, out: Any, min_confidence: float) -> Any:
