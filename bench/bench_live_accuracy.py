@@ -209,6 +209,11 @@ def main() -> int:
         table(header, rows)
 
         # the Replay tab evaluates every file it lists; xmkd eval only the Test split
+        import importlib.util
+
+        if importlib.util.find_spec("PySide6") is None:
+            print('\nthe Replay tab rows need the gui extra (pip install -e ".[gui]"): not run')
+            return 0
         from gui.predict import ClipPredictor
         from gui.replay_tab import evaluate_files
 
