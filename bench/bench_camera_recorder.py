@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402  (its MonkeyPatch installs and removes the fake camera)
 
-from bench.tables import table  # noqa: E402
 from capture.camera import WebcamSource  # noqa: E402
 from capture.frames import Body  # noqa: E402
 from tests.fakes.camera import fake_webcam  # noqa: E402
+from xmkd.tables import print_table as table  # noqa: E402
 
 FPS = 30.0
 SIZE = (1280, 720)

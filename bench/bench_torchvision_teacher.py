@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.tables import table  # noqa: E402
+from xmkd.tables import print_table as table  # noqa: E402
 from xmkd.teachers.torchvision_video import (  # noqa: E402
     ARCHS,
     ClipPipeline,
